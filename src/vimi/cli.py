@@ -25,7 +25,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The shared --config/--set pair of every command that reads a VimiConfig."""
     parser.add_argument("--config", default=None, help="YAML config file (may name a `base:` file)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
         help="override one config value; repeatable",
     )
 
@@ -35,7 +39,9 @@ def _load_command(name: str):
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vimi", description="Grounded video generation from multimodal instructions.")
+    parser = argparse.ArgumentParser(
+        prog="vimi", description="Grounded video generation from multimodal instructions."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
