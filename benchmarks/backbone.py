@@ -1,0 +1,209 @@
+"""Train-step speed of VideoDiT.
+
+CPU (default): VideoDiT against diffusers' CogVideoXTransformer3DModel at equal parameters (within ~10%)
+and equal tokens, both with 3D RoPE, in the same process: forward + backward + AdamW step, warmup, then
+the median of several steps. Prints params, tokens and the time ratio ours / theirs (target <= 0.8).
+
+--device cuda: bf16 model-FLOPs utilisation (MFU) of a ~1B-parameter VideoDiT train step; FLOPs are
+counted analytically (matmuls and attention, recomputation not counted), peak given by --peak-tflops.
+
+    .venv/bin/python benchmarks/backbone.py
+    python benchmarks/backbone.py --device cuda --peak-tflops 989
+"""
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from vimi.config import BackboneConfig
+from vimi.models.video_dit import VideoDiT, count_parameters
+
+
+def time_train_steps(step: Callable[[], None], warmup: int, steps: int, sync: Callable[[], None]) -> float:
+    """Median seconds of `steps` calls of `step` after `warmup` calls."""
+    for _ in range(warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def make_train_step(model: torch.nn.Module, forward: Callable[[], torch.Tensor], target: torch.Tensor):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        loss = (forward() - target).square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def videodit_forward_flops(model: VideoDiT, video_tokens: int, cond_tokens: int, cond_dim: int) -> float:
+    """Forward FLOPs of one sample: 2 per multiply-add of every matmul, attention scores and values."""
+    hidden, depth = model.size.hidden, model.size.depth
+    mlp_hidden = int(hidden * model.cfg.mlp_ratio)
+    length, ctx = video_tokens, cond_tokens
+    patch_in = model.patch_embed.in_features
+    patch_out = model.final_layer.linear.out_features
+    per_block = (
+        2 * length * hidden * 3 * hidden  # fused QKV
+        + 2 * 2 * length * length * hidden  # self-attention scores and values
+        + 2 * length * hidden * hidden  # self-attention output
+        + 2 * length * hidden * hidden  # cross-attention query
+        + 2 * ctx * hidden * 2 * hidden  # cross-attention keys and values
+        + 2 * 2 * length * ctx * hidden  # cross-attention scores and values
+        + 2 * length * hidden * hidden  # cross-attention output
+        + 2 * 2 * length * hidden * mlp_hidden  # MLP
+        + 2 * hidden * 6 * hidden  # adaLN modulation
+    )
+    embed = 2 * length * patch_in * hidden + 2 * ctx * (cond_dim * hidden + hidden * hidden)
+    final = 2 * length * hidden * patch_out + 2 * hidden * 2 * hidden
+    time_embed = 2 * (256 * hidden + hidden * hidden)
+    return depth * per_block + embed + final + time_embed
+
+
+def cpu_comparison(args: argparse.Namespace) -> None:
+    from diffusers import CogVideoXTransformer3DModel
+    from diffusers.models.embeddings import get_3d_rotary_pos_embed
+
+    torch.manual_seed(0)
+    heads, head_dim, depth = args.heads, args.head_dim, args.depth
+    hidden = heads * head_dim
+    batch, channels, frames, size, patch, text = args.batch, 4, args.frames, args.size, 2, args.text_tokens
+    grid = (frames, size // patch, size // patch)
+    video_tokens = grid[0] * grid[1] * grid[2]
+
+    ours = VideoDiT(
+        BackboneConfig(hidden=hidden, depth=depth, heads=heads, patch_h=patch, patch_w=patch, context_frames=False),
+        in_channels=channels,
+        cond_dim=hidden,
+    )
+    theirs = CogVideoXTransformer3DModel(
+        num_attention_heads=heads,
+        attention_head_dim=head_dim,
+        in_channels=channels,
+        out_channels=channels,
+        time_embed_dim=hidden,
+        text_embed_dim=hidden,
+        num_layers=depth,
+        sample_width=size,
+        sample_height=size,
+        sample_frames=(frames - 1) * 4 + 1,
+        patch_size=patch,
+        max_text_seq_length=text,
+        use_rotary_positional_embeddings=True,
+    )
+    for model in (ours, theirs):  # adaLN-zero init would make the gradients trivially sparse
+        with torch.no_grad():
+            for param in model.parameters():
+                if param.abs().sum() == 0 and param.ndim > 1:
+                    param.normal_(0, 0.02)
+    params_ours, params_theirs = count_parameters(ours), count_parameters(theirs)
+
+    x = torch.randn(batch, channels, frames, size, size)  # [B, C, T, H, W]
+    tokens = torch.randn(batch, text, hidden)
+    mask = torch.ones(batch, text, dtype=torch.bool)
+    c_noise = torch.randn(batch)
+    timestep = torch.randint(0, 1000, (batch,))
+    rope = get_3d_rotary_pos_embed(
+        head_dim, ((0, 0), grid[1:]), grid[1:], grid[0], use_real=True
+    )  # CogVideoX's own 3D RoPE tables, as its pipeline builds them
+    x_frames_first = x.transpose(1, 2).contiguous()  # [B, C, T, H, W] -> [B, T, C, H, W] (CogVideoX layout)
+
+    step_ours = make_train_step(ours, lambda: ours(x, c_noise, tokens, mask), x)
+    step_theirs = make_train_step(
+        theirs,
+        lambda: theirs(x_frames_first, tokens, timestep, image_rotary_emb=rope, return_dict=False)[0],
+        x_frames_first,
+    )
+    timings = {}
+    for name, step in (("ours", step_ours), ("theirs", step_theirs), ("ours", step_ours)):
+        # ours runs twice (first and last) so that a drifting machine load is not counted against one side
+        seconds = time_train_steps(step, args.warmup, args.steps, lambda: None)
+        timings[name] = min(seconds, timings.get(name, float("inf")))
+
+    print(f"threads={torch.get_num_threads()} batch={batch} video_tokens={video_tokens} text_tokens={text}")
+    print(f"VideoDiT                     params={params_ours / 1e6:.2f}M  step={timings['ours'] * 1e3:.1f} ms")
+    print(f"CogVideoXTransformer3DModel  params={params_theirs / 1e6:.2f}M  step={timings['theirs'] * 1e3:.1f} ms")
+    print(f"params ratio ours/theirs = {params_ours / params_theirs:.3f}")
+    print(f"time ratio ours/theirs = {timings['ours'] / timings['theirs']:.3f} (target <= 0.8)")
+
+
+def cuda_mfu(args: argparse.Namespace) -> None:
+    torch.manual_seed(0)
+    device = torch.device("cuda")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    cfg = BackboneConfig(
+        hidden=args.gpu_hidden,
+        depth=args.gpu_depth,
+        heads=args.gpu_hidden // 64,
+        patch_h=2,
+        patch_w=2,
+        activation_checkpointing=args.checkpointing,
+    )
+    channels, cond_dim = 16, 1024
+    model = VideoDiT(cfg, in_channels=channels, cond_dim=cond_dim).to(device)
+    batch, frames, size, text = args.gpu_batch, args.gpu_frames, args.gpu_size, args.text_tokens
+    x = torch.randn(batch, channels, frames, size, size, device=device)
+    tokens = torch.randn(batch, text, cond_dim, device=device)
+    mask = torch.ones(batch, text, dtype=torch.bool, device=device)
+    c_noise = torch.randn(batch, device=device)
+
+    def forward() -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            return model(x, c_noise, tokens, mask).float()
+
+    step = make_train_step(model, forward, x)
+    seconds = time_train_steps(step, args.warmup, args.steps, torch.cuda.synchronize)
+    video_tokens = frames * (size // 2) ** 2
+    flops = 3 * batch * videodit_forward_flops(model, video_tokens, text, cond_dim)  # forward + 2x backward
+    achieved = flops / seconds / 1e12
+    print(f"VideoDiT params={count_parameters(model) / 1e9:.3f}B batch={batch} video_tokens={video_tokens}")
+    print(f"step={seconds * 1e3:.1f} ms  model FLOPs/step={flops / 1e12:.2f} TFLOP  achieved={achieved:.1f} TFLOP/s")
+    print(f"bf16 MFU = {achieved / args.peak_tflops:.3f} (peak {args.peak_tflops} TFLOP/s)")
+    print(f"peak memory = {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--text-tokens", type=int, default=32)
+    # CPU comparison (both models get these sizes)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--head-dim", type=int, default=64)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=4, help="latent frames")
+    parser.add_argument("--size", type=int, default=32, help="latent height and width")
+    # GPU MFU (~1B parameters by default)
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak (H100 SXM: 989)")
+    parser.add_argument("--gpu-hidden", type=int, default=1536)
+    parser.add_argument("--gpu-depth", type=int, default=20)
+    parser.add_argument("--gpu-batch", type=int, default=4)
+    parser.add_argument("--gpu-frames", type=int, default=8)
+    parser.add_argument("--gpu-size", type=int, default=32)
+    parser.add_argument("--checkpointing", action="store_true")
+    args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda":
+        cuda_mfu(args)
+    else:
+        cpu_comparison(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""`vimi serve`: the web UI over a checkpoint (Gradio, localhost by default)."""
+
+import argparse
+import os
+from pathlib import Path
+
+from vimi.errors import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint", required=True, help="pipeline/checkpoint folder, or a run folder (newest)"
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes the UI to the network"
+    )
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument(
+        "--index", default=None, metavar="DIR", help="retrieval index for the text-with-retrieval task"
+    )
+    parser.add_argument(
+        "--world", default=None, metavar="DIR", help="GroundedWorld folder for the examples gallery"
+    )
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port}: use 0..65535")
+    if args.index is not None and not Path(args.index).exists():
+        raise ConfigError(f"--index {args.index}: no such index folder; build one with `vimi index`")
+    if args.world is not None and not Path(args.world).is_dir():
+        raise ConfigError(f"--world {args.world}: no such folder; build one with `vimi world --out DIR`")
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "the web UI needs gradio: .venv/bin/pip install -c .venv/torch-constraint.txt 'gradio>=4.40'"
+        ) from None
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from an offline server
+
+    from vimi.pipeline import VimiPipeline
+    from vimi.serve.app import build_app, launch_app
+    from vimi.serve.examples import find_world_dir, world_examples
+
+    pipe = VimiPipeline.from_pretrained(args.checkpoint, device=args.device)
+    world_dir = find_world_dir(args.world)
+    examples = world_examples(world_dir) if world_dir is not None else []
+    app = build_app(pipe, index=args.index, examples=examples)
+    print(
+        f"vimi serve: http://{args.host}:{args.port} (device {pipe.device}, {len(examples)} examples)",
+        flush=True,
+    )
+    launch_app(app, host=args.host, port=args.port, allowed_paths=[str(world_dir)] if world_dir else None)
+    return 0

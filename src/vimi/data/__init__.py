@@ -1,0 +1,1 @@
+"""Data: media IO (PyAV, Pillow), Parquet manifests, WebDataset shards, task datasets, the synthetic world."""

@@ -1,0 +1,1 @@
+"""Models: multimodal encoders, the VideoDiT backbone and autoencoders (import from the submodules)."""

@@ -1,0 +1,306 @@
+"""VideoDiT: a spatiotemporal diffusion transformer over 3D patches (DiT, Peebles & Xie 2023, for video).
+
+Each block: adaLN-zero self-attention over all (t, h, w) patches with 3D RoPE, cross-attention to the
+multimodal condition tokens, adaLN-zero MLP. Timestep conditioning is adaLN (shift, scale, gate) with
+zero-initialised gates and output layer, so the network outputs exactly zero at initialisation.
+For video prediction the given frames and their mask are concatenated to the input channels.
+"""
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from vimi.config import BackboneConfig
+from vimi.errors import ConfigError
+from vimi.models.rope import apply_rope, rope_3d_tables, split_head_dim
+
+
+@dataclass(frozen=True)
+class BackboneSize:
+    hidden: int
+    depth: int
+    heads: int
+
+
+# Named sizes (DiT's S/B/L/XL plus a tiny one for tests and the CPU demo).
+BACKBONE_SIZES: dict[str, BackboneSize] = {
+    "debug": BackboneSize(hidden=64, depth=2, heads=4),
+    "S": BackboneSize(hidden=384, depth=12, heads=6),
+    "B": BackboneSize(hidden=768, depth=12, heads=12),
+    "L": BackboneSize(hidden=1024, depth=24, heads=16),
+    "XL": BackboneSize(hidden=1152, depth=28, heads=16),
+}
+
+# EDM's c_noise = ln(sigma)/4 lies in about [-2, 2]; scaling it to DiT's 0..1000 timestep range lets
+# the sinusoidal embedding's high frequencies resolve nearby noise levels.
+NOISE_EMBED_SCALE = 250.0
+
+
+def resolve_backbone_size(cfg: BackboneConfig) -> BackboneSize:
+    """The named size with every explicit (> 0) field of `cfg` overriding it."""
+    if cfg.size not in BACKBONE_SIZES:
+        names = ", ".join(BACKBONE_SIZES)
+        raise ConfigError(f"model.backbone.size: unknown size {cfg.size!r}; choose one of {names}")
+    size = BACKBONE_SIZES[cfg.size]
+    overrides = {k: v for k, v in (("hidden", cfg.hidden), ("depth", cfg.depth), ("heads", cfg.heads)) if v > 0}
+    size = replace(size, **overrides)
+    if size.hidden % size.heads:
+        raise ConfigError(f"model.backbone: hidden={size.hidden} is not divisible by heads={size.heads}")
+    return size
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN: x [B, L, D] * (1 + scale [B, D]) + shift [B, D]."""
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoidal features of the noise level followed by an MLP (as in DiT)."""
+
+    def __init__(self, hidden: int, frequency_dim: int = 256):
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        self.mlp = nn.Sequential(nn.Linear(frequency_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+
+    def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
+        half = self.frequency_dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=c_noise.device) / half)  # [half]
+        args = (c_noise.float() * NOISE_EMBED_SCALE)[:, None] * freqs[None]  # [B, half]
+        features = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # [B, frequency_dim]
+        return self.mlp(features.to(self.mlp[0].weight.dtype))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a fused QKV projection, QK RMS-norm and optional RoPE."""
+
+    def __init__(self, hidden: int, heads: int):
+        super().__init__()
+        self.heads, self.head_dim = heads, hidden // heads
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        # QK-norm keeps attention logits bounded, which is what makes bf16 training stable.
+        self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
+        self.k_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
+        self.proj = nn.Linear(hidden, hidden)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        batch, length, hidden = x.shape
+        qkv = self.qkv(x).view(batch, length, 3, self.heads, self.head_dim)  # [B, L, 3D] -> [B, L, 3, H, Dh]
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, L, Dh]
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        out = F.scaled_dot_product_attention(q, k, v)  # [B, H, L, Dh]
+        out = out.transpose(1, 2).reshape(batch, length, hidden)  # [B, H, L, Dh] -> [B, L, D]
+        return self.proj(out)
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from video patches to condition tokens, ignoring masked (padded) tokens."""
+
+    def __init__(self, hidden: int, heads: int):
+        super().__init__()
+        self.heads, self.head_dim = heads, hidden // heads
+        self.q = nn.Linear(hidden, hidden)
+        self.kv = nn.Linear(hidden, 2 * hidden)
+        self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
+        self.k_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
+        self.proj = nn.Linear(hidden, hidden)
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        batch, length, hidden = x.shape
+        q = self.q(x).view(batch, length, self.heads, self.head_dim).transpose(1, 2)  # [B, H, L, Dh]
+        kv = self.kv(tokens).view(batch, tokens.shape[1], 2, self.heads, self.head_dim)  # [B, Lc, 2, H, Dh]
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, Lc, Dh]
+        q, k = self.q_norm(q), self.k_norm(k)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B, H, L, Dh]
+        out = out.transpose(1, 2).reshape(batch, length, hidden)  # [B, H, L, Dh] -> [B, L, D]
+        return self.proj(out)
+
+
+class VideoDiTBlock(nn.Module):
+    """adaLN-zero self-attention, cross-attention to the condition, adaLN-zero MLP."""
+
+    def __init__(self, hidden: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.attn = SelfAttention(hidden, heads)
+        self.norm2 = nn.LayerNorm(hidden, eps=1e-6)
+        self.cross_attn = CrossAttention(hidden, heads)
+        self.norm3 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        mlp_hidden = int(hidden * mlp_ratio)
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden, mlp_hidden), nn.GELU(approximate="tanh"), nn.Linear(mlp_hidden, hidden)
+        )
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 6 * hidden))
+
+    def forward(self, x, c, tokens, attn_mask, cross_gate, rope):
+        """x [B, L, D], c [B, D], tokens [B, Lc, D], attn_mask [B, 1, 1, Lc], cross_gate [B, 1, 1] or None."""
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=-1)
+        x = x + gate_msa[:, None] * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope)
+        cross = self.cross_attn(self.norm2(x), tokens, attn_mask)
+        x = x + (cross if cross_gate is None else cross * cross_gate)
+        x = x + gate_mlp[:, None] * self.mlp(modulate(self.norm3(x), shift_mlp, scale_mlp))
+        return x
+
+
+class FinalLayer(nn.Module):
+    """adaLN-modulated norm and a linear map from hidden to patch values (zero-initialised)."""
+
+    def __init__(self, hidden: int, patch_values: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(hidden, patch_values)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 2 * hidden))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class VideoDiT(nn.Module):
+    """Spatiotemporal DiT: [B, C, T, H, W] noisy input + noise level + condition tokens -> [B, C, T, H, W]."""
+
+    def __init__(self, cfg: BackboneConfig, in_channels: int, cond_dim: int):
+        super().__init__()
+        size = resolve_backbone_size(cfg)
+        self.cfg, self.size = cfg, size
+        self.in_channels = in_channels
+        self.patch = (cfg.patch_t, cfg.patch_h, cfg.patch_w)
+        patch_volume = cfg.patch_t * cfg.patch_h * cfg.patch_w
+        # Video prediction: given frames (C channels) and their mask (1 channel) join the input channels.
+        input_channels = 2 * in_channels + 1 if cfg.context_frames else in_channels
+        self.head_dim = size.hidden // size.heads
+        if cfg.positions == "rope3d":
+            split_head_dim(self.head_dim)  # fail early on a head size RoPE cannot split
+        self.patch_embed = nn.Linear(input_channels * patch_volume, size.hidden)
+        self.time_embed = TimestepEmbedder(size.hidden)
+        self.cond_embed = nn.Sequential(
+            nn.LayerNorm(cond_dim),  # condition tokens (e.g. LLM hidden states) can have large magnitudes
+            nn.Linear(cond_dim, size.hidden),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(size.hidden, size.hidden),
+        )
+        if cfg.positions == "learned":
+            # Factorised: a table per axis, summed, so T, H and W can vary independently up to the limit.
+            self.pos_t = nn.Parameter(torch.zeros(cfg.max_positions, size.hidden))
+            self.pos_h = nn.Parameter(torch.zeros(cfg.max_positions, size.hidden))
+            self.pos_w = nn.Parameter(torch.zeros(cfg.max_positions, size.hidden))
+        self.blocks = nn.ModuleList(
+            [VideoDiTBlock(size.hidden, size.heads, cfg.mlp_ratio) for _ in range(size.depth)]
+        )
+        self.final_layer = FinalLayer(size.hidden, in_channels * patch_volume)
+        self.activation_checkpointing = cfg.activation_checkpointing
+        self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """DiT initialisation: Xavier linears, small embeddings, zero adaLN gates and zero output layer."""
+
+        def basic_init(module: nn.Module) -> None:
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+        self.apply(basic_init)
+        for layer in (self.time_embed.mlp[0], self.time_embed.mlp[2]):
+            nn.init.normal_(layer.weight, std=0.02)
+        if self.cfg.positions == "learned":
+            for table in (self.pos_t, self.pos_h, self.pos_w):
+                nn.init.normal_(table, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
+        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+    def _check_input(self, x: torch.Tensor) -> tuple[int, int, int]:
+        if x.ndim != 5 or x.shape[1] != self.in_channels:
+            raise ValueError(f"VideoDiT expects x [B, {self.in_channels}, T, H, W], got {tuple(x.shape)}")
+        grid = tuple(n // p for n, p in zip(x.shape[2:], self.patch))
+        if any(n % p for n, p in zip(x.shape[2:], self.patch)):
+            raise ConfigError(
+                f"video of size (T, H, W)={tuple(x.shape[2:])} is not divisible by the backbone patch "
+                f"(patch_t, patch_h, patch_w)={self.patch}; change data.num_frames/height/width or the patch"
+            )
+        if self.cfg.positions == "learned" and max(grid) > self.cfg.max_positions:
+            raise ConfigError(
+                f"patch grid {grid} exceeds model.backbone.max_positions={self.cfg.max_positions}; "
+                "raise it or use positions=rope3d"
+            )
+        return grid
+
+    def _rope(self, grid: tuple[int, int, int], device: torch.device):
+        key = (grid, device)
+        if key not in self._rope_cache:
+            self._rope_cache[key] = rope_3d_tables(grid, self.head_dim, device)
+        return self._rope_cache[key]
+
+    def _learned_positions(self, grid: tuple[int, int, int]) -> torch.Tensor:
+        t, h, w = grid
+        pos = self.pos_t[:t, None, None] + self.pos_h[None, :h, None] + self.pos_w[None, None, :w]  # [t, h, w, D]
+        return pos.reshape(1, t * h * w, -1)  # [t, h, w, D] -> [1, L, D]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        c_noise: torch.Tensor,
+        tokens: torch.Tensor,
+        mask: torch.Tensor,
+        context: torch.Tensor | None = None,
+        context_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x [B, C, T, H, W], c_noise [B], tokens [B, Lc, cond_dim], mask [B, Lc] -> [B, C, T, H, W]."""
+        t, h, w = self._check_input(x)
+        pt, ph, pw = self.patch
+        if self.cfg.context_frames:
+            if context is None:  # nothing given: zero frames with an all-zero mask
+                context = torch.zeros_like(x)
+                context_mask = x.new_zeros(x.shape[0], 1, *x.shape[2:])
+            elif context_mask is None:
+                raise ValueError("VideoDiT: `context` was given without `context_mask` [B, 1, T, H, W]")
+            x = torch.cat([x, context.to(x.dtype), context_mask.to(x.dtype)], dim=1)  # [B, 2C+1, T, H, W]
+        elif context is not None:
+            raise ValueError("VideoDiT was built with context_frames=False but received `context` frames")
+
+        # [B, Cin, T, H, W] -> [B, L, Cin*pt*ph*pw] with L = t*h*w patches in (t, h, w) order
+        patches = rearrange(x, "b c (t pt) (h ph) (w pw) -> b (t h w) (c pt ph pw)", pt=pt, ph=ph, pw=pw)
+        hidden = self.patch_embed(patches)  # [B, L, D]
+        rope = None
+        if self.cfg.positions == "learned":
+            hidden = hidden + self._learned_positions((t, h, w))
+        else:
+            rope = self._rope((t, h, w), x.device)
+
+        c = self.time_embed(c_noise)  # [B, D]
+        cond = self.cond_embed(tokens.to(hidden.dtype))  # [B, Lc, cond_dim] -> [B, Lc, D]
+        mask = mask.bool()
+        has_token = mask.any(dim=-1)  # [B]
+        attn_mask = (mask | ~has_token[:, None])[:, None, None, :]  # [B, Lc] -> [B, 1, 1, Lc]
+        # A row with no valid token (never expected: encoders emit a null token) gets no cross-attention
+        # instead of the NaN that a fully masked softmax would give.
+        cross_gate = None if bool(has_token.all()) else has_token.to(hidden.dtype)[:, None, None]
+
+        for block in self.blocks:
+            if self.activation_checkpointing and torch.is_grad_enabled():
+                hidden = checkpoint(block, hidden, c, cond, attn_mask, cross_gate, rope, use_reentrant=False)
+            else:
+                hidden = block(hidden, c, cond, attn_mask, cross_gate, rope)
+
+        out = self.final_layer(hidden, c)  # [B, L, C*pt*ph*pw]
+        # [B, L, C*pt*ph*pw] -> [B, C, T, H, W]
+        return rearrange(
+            out, "b (t h w) (c pt ph pw) -> b c (t pt) (h ph) (w pw)", t=t, h=h, w=w, pt=pt, ph=ph, pw=pw
+        )
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

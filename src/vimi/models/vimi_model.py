@@ -1,0 +1,115 @@
+"""VimiModel: the multimodal encoder, the VideoDiT backbone under EDM preconditioning, and the autoencoder."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vimi.config import VimiConfig
+from vimi.diffusion import EDMDenoiser, append_dims, edm_loss, edm_loss_weight, randn_per_sample, sample_training_sigmas
+from vimi.models.encoders import build_encoder
+from vimi.models.video_dit import VideoDiT
+from vimi.prompt import MultimodalPrompt
+
+# State-dict prefixes that inference checkpoints carry; the autoencoder (and any frozen pretrained
+# model an encoder names in `external_state_prefixes`) is loaded from its own local path instead.
+INFERENCE_PREFIXES = ("encoder.", "backbone.")
+
+
+class VimiModel(nn.Module):
+    """Prompts -> condition tokens (encoder) -> EDM denoiser over VideoDiT in the autoencoder's latent space."""
+
+    def __init__(self, cfg: VimiConfig):
+        super().__init__()
+        from vimi.models.autoencoders import build_autoencoder
+
+        self.cfg = cfg
+        self.encoder = build_encoder(cfg.model.encoder)
+        self.autoencoder = build_autoencoder(cfg.model.autoencoder)
+        self.autoencoder.requires_grad_(False)
+        self.backbone = VideoDiT(cfg.model.backbone, self.autoencoder.latent_channels, self.encoder.out_dim)
+        # Not registered as a submodule: its only weights are the backbone's, which stay under "backbone.*".
+        self.__dict__["denoiser"] = EDMDenoiser(self.backbone, cfg.diffusion.sigma_data)
+
+    def condition(
+        self,
+        prompts: list[MultimodalPrompt],
+        context: torch.Tensor | None = None,
+        context_mask: torch.Tensor | None = None,
+    ) -> dict:
+        """The diffusion condition for `prompts`; given frames (pixels [B, C, T, H, W]) move to the latent space."""
+        tokens, mask = self.encoder.encode(prompts)
+        cond = {"tokens": tokens, "mask": mask.to(tokens.device)}
+        if context is not None:
+            if context_mask is None:
+                raise ValueError("condition: `context` frames need a `context_mask` [B, 1, T, H, W]")
+            with torch.no_grad():
+                latent = self.autoencoder.encode(context.to(tokens.device))  # [B, C', T', H', W']
+            latent_mask = F.interpolate(context_mask.float().to(latent.device), size=latent.shape[2:], mode="nearest")
+            cond["context"] = latent * latent_mask
+            cond["context_mask"] = latent_mask  # [B, 1, T', H', W']
+        return cond
+
+    def forward(
+        self,
+        videos: torch.Tensor,
+        prompts: list[MultimodalPrompt],
+        context: torch.Tensor | None = None,
+        context_mask: torch.Tensor | None = None,
+        seeds: list[int] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Per-sample EDM loss [B] of videos [B, C, T, H, W] in [-1, 1].
+
+        With `seeds`, sample i's noise level and noise come only from seeds[i], so a sample's loss does
+        not depend on which batch, rank or accumulation step it lands in (world-size-invariant training).
+        """
+        with torch.no_grad():
+            x0 = self.autoencoder.encode(videos)  # [B, C', T', H', W']
+        cond = self.condition(prompts, context, context_mask)
+        if seeds is None:
+            return edm_loss(self.denoiser, x0, cond, self.cfg.diffusion, generator)
+        if len(seeds) != x0.shape[0]:
+            raise ValueError(f"got {len(seeds)} seeds for a batch of {x0.shape[0]}")
+        sigma = torch.cat(
+            [
+                sample_training_sigmas(1, self.cfg.diffusion, x0.shape, "cpu", torch.Generator().manual_seed(seed))
+                for seed in seeds
+            ]
+        ).to(x0.device)  # [B]
+        # A second stream (seed + 1 is another sample's sigma seed, so offset far instead).
+        noise = randn_per_sample(x0.shape, [seed ^ 0x5EED5EED for seed in seeds], x0.device, x0.dtype)
+        x_noisy = x0 + append_dims(sigma, x0.ndim).to(x0.dtype) * noise
+        denoised = self.denoiser(x_noisy, sigma, cond)
+        weight = edm_loss_weight(sigma, self.cfg.diffusion.sigma_data)
+        return weight * (denoised - x0.float()).pow(2).flatten(1).mean(dim=1)
+
+    def loss(
+        self,
+        videos: torch.Tensor,
+        prompts: list[MultimodalPrompt],
+        context: torch.Tensor | None = None,
+        context_mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        seeds: list[int] | None = None,
+    ) -> torch.Tensor:
+        """The mean EDM loss of a batch (a scalar)."""
+        return self(videos, prompts, context, context_mask, seeds=seeds, generator=generator).mean()
+
+    def inference_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights a pipeline checkpoint holds: encoder.* and backbone.*, minus externally loaded parts."""
+        return {k: v for k, v in self.state_dict().items() if is_inference_key(self, k)}
+
+    def shard_modules(self) -> list[nn.Module]:
+        """Submodules that FSDP2 shards one by one (transformer blocks), before the root."""
+        return [*self.backbone.blocks, *getattr(self.encoder, "blocks", [])]
+
+
+def is_inference_key(model: VimiModel, key: str) -> bool:
+    """True for state-dict keys that belong in model.safetensors."""
+    external = tuple(f"encoder.{p}" for p in getattr(model.encoder, "external_state_prefixes", ()))
+    return key.startswith(INFERENCE_PREFIXES) and not key.startswith(external) if external else key.startswith(INFERENCE_PREFIXES)
+
+
+def build_model(cfg: VimiConfig) -> VimiModel:
+    """A VimiModel for `cfg` with freshly initialised trainable weights (load a checkpoint on top)."""
+    return VimiModel(cfg)

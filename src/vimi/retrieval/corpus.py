@@ -1,0 +1,151 @@
+"""Reading untrusted manifests row by row (validated, never crashing on one bad row) and the
+memory-mapped corpus store that resolves retrieval hits to (id, text, image) without loading the memory.
+
+The corpus store is an uncompressed Arrow IPC file: the same columnar layout as Parquet's decoded
+pages, but memory-mappable, so `take(rows)` touches only the pages of the hit rows. A Parquet
+file would have to decompress whole row groups for every random lookup.
+"""
+
+import functools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vimi.data.manifest import manifest_root, read_index, shard_paths
+from vimi.errors import DataError
+from vimi.retrieval.tokenize import decode_text
+from vimi.utils.atomic import atomic_path
+
+CORPUS_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("image", pa.string())])
+
+
+def as_binary(table: pa.Table, columns: list[str]) -> pa.Table:
+    """String columns as binary, so one non-UTF-8 value becomes one skipped row, not a failed batch."""
+    for name in columns:
+        if name in table.column_names and pa.types.is_string(table.schema.field(name).type):
+            table = table.set_column(table.schema.get_field_index(name), name, table[name].cast(pa.binary()))
+    return table
+
+
+def check_columns(path: Path, required: list[str]) -> list[str]:
+    """The manifest's column names; a DataError naming the missing ones otherwise."""
+    names = pq.ParquetFile(shard_paths(path)[0]).schema_arrow.names
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise DataError(
+            f"{path}: manifest lacks column(s) {missing} (has {names}); a corpus needs {required}"
+        )
+    return names
+
+
+def resolve_media(root: Path, value: object) -> tuple[str | None, str]:
+    """An absolute media path that exists, or (None, reason)."""
+    rel, reason = decode_text(value)
+    if rel is None:
+        return None, "missing_media_path" if reason == "empty_text" else reason
+    path = rel if os.path.isabs(rel) else os.path.join(root, rel)
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        return None, f"missing_media: {path}"
+    return path, ""
+
+
+def decode_id(value: object) -> tuple[str | None, str]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value), ""
+    text, reason = decode_text(value)
+    return (text, "") if text is not None else (None, "missing_id" if reason == "empty_text" else reason)
+
+
+def iter_table_rows(path: str | Path, columns: list[str], batch_rows: int = 8192) -> Iterator[dict]:
+    """Every row of a manifest in order, text columns as raw bytes (decode with `decode_text`)."""
+    for shard in shard_paths(path):
+        try:
+            for batch in pq.ParquetFile(shard).iter_batches(batch_size=batch_rows, columns=columns):
+                yield from as_binary(pa.Table.from_batches([batch]), columns).to_pylist()
+        except (pa.ArrowInvalid, OSError) as err:
+            raise DataError(f"{shard}: unreadable manifest shard: {err}") from None
+
+
+def read_row_range(path: str | Path, start: int, stop: int, binary_columns: list[str]) -> pa.Table:
+    """Rows [start, stop) of a manifest (over its shards), `binary_columns` as raw bytes."""
+    root = manifest_root(path)
+    pieces, offset = [], 0
+    for shard in read_index(path)["shards"]:
+        lo, hi = offset, offset + shard["rows"]
+        offset = hi
+        if hi <= start or lo >= stop:
+            continue
+        table = _read_shard(str(root / shard["file"]))
+        pieces.append(table.slice(max(start - lo, 0), min(stop, hi) - max(start, lo)))
+    if not pieces:
+        return pa.table({})
+    names = pieces[0].column_names
+    table = pa.concat_tables([p.select(names) for p in pieces], promote_options="permissive")
+    return as_binary(table, binary_columns)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_shard(path: str) -> pa.Table:
+    """One input shard, cached: consecutive output shards usually cut the same input shard."""
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{path}: unreadable manifest shard: {err}") from None
+
+
+class CorpusWriter:
+    """Appends validated (id, text, image) rows to an Arrow IPC file, atomically on close."""
+
+    def __init__(self, path: str | Path, batch_rows: int = 8192):
+        self.path = Path(path)
+        self.batch_rows = batch_rows
+        self.rows = 0
+        self._buffer: dict[str, list[str]] = {"id": [], "text": [], "image": []}
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        self._writer = pa.ipc.new_file(str(self._tmp), CORPUS_SCHEMA)
+
+    def append(self, item_id: str, text: str, image: str) -> None:
+        self._buffer["id"].append(item_id)
+        self._buffer["text"].append(text)
+        self._buffer["image"].append(image)
+        self.rows += 1
+        if len(self._buffer["id"]) >= self.batch_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer["id"]:
+            self._writer.write_batch(pa.record_batch(self._buffer, schema=CORPUS_SCHEMA))
+            self._buffer = {"id": [], "text": [], "image": []}
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+        self._atomic.__exit__(None, None, None)
+
+
+class CorpusStore:
+    """Memory-mapped (id, text, image) rows of one index shard."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(
+                f"{self.path}: corpus store missing; the index is incomplete, rebuild with `vimi index`"
+            )
+        self.table = pa.ipc.open_file(pa.memory_map(str(self.path), "r")).read_all()
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def take(self, rows: list[int]) -> list[dict]:
+        return self.table.take(pa.array(rows, type=pa.int64())).to_pylist()
+
+    def texts(self, batch_rows: int = 8192) -> Iterator[list[str]]:
+        for batch in self.table.column("text").chunks:
+            for start in range(0, len(batch), batch_rows):
+                yield batch.slice(start, batch_rows).to_pylist()

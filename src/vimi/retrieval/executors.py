@@ -1,0 +1,58 @@
+"""Where build-prompts shards run: in this process, or as Ray tasks (a local ray.init() or a cluster)."""
+
+import logging
+from collections.abc import Callable
+
+from tqdm.auto import tqdm
+
+from vimi.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ShardFn = Callable  # process_shard(job, shard, index) -> done record
+
+
+def run_local(job, shards: list[int], process: ShardFn, progress: bool = True) -> list[dict]:
+    """Shards one after another; each shard's queries go to bm25s in one batch over `cfg.threads` threads."""
+    from vimi.retrieval.sharded import ShardedIndex
+
+    if not shards:
+        return []
+    index = ShardedIndex(job.index, threads=job.cfg.threads)
+    return [
+        process(job, s, index) for s in tqdm(shards, desc="build-prompts", unit="shard", disable=not progress)
+    ]
+
+
+def _ray_shard(job, shard: int, process: ShardFn) -> dict:
+    """One Ray task: the index is opened once per worker process (memory-mapped) and reused."""
+    from vimi.retrieval.retrieve import cached_index
+
+    index = cached_index(job.index)
+    index.threads = 1  # one CPU per task; Ray parallelises across tasks
+    return process(job, shard, index)
+
+
+def run_ray(
+    job, shards: list[int], process: ShardFn, address: str = "", num_cpus: int | None = None
+) -> list[dict]:
+    """Shards as Ray tasks; results are collected in shard order."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("retrieval.executor=ray needs Ray: pip install 'vimi[ray]' (ray>=2.9)") from None
+    if not shards:
+        return []
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=2)(_ray_shard)
+        refs = [task.remote(job, s, process) for s in shards]
+        return ray.get(refs)
+    finally:
+        if started_here:
+            ray.shutdown()

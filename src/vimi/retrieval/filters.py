@@ -1,0 +1,94 @@
+"""Filters on retrieved hits: leakage (a hit image that is a near-copy of the target video's frames),
+a minimum score, and duplicate hits (same image or same text).
+
+Near-copies are found with a 64-bit difference hash (dHash, Krawetz 2013): the image is reduced to a
+9x8 grey thumbnail and each bit says whether a pixel is brighter than its right neighbour. Resizing,
+re-encoding and small colour shifts keep most bits; the Hamming distance counts the changed ones.
+"""
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from vimi.data.image_io import load_pil_image
+from vimi.data.video_io import decode_frames, probe_video
+from vimi.errors import MediaError
+
+HASH_WIDTH, HASH_HEIGHT = 9, 8
+
+
+def dhash(image: Image.Image | np.ndarray) -> int:
+    """64-bit difference hash of an RGB image (PIL or uint8 [H, W, 3])."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    grey = np.asarray(
+        image.convert("L").resize((HASH_WIDTH, HASH_HEIGHT), Image.Resampling.BOX), dtype=np.int16
+    )
+    bits = (grey[:, 1:] > grey[:, :-1]).ravel()  # [8, 8] -> [64]
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def image_hash(path: str) -> int:
+    """dHash of an image file, cached by path (popular memory images are hit by many captions)."""
+    return dhash(load_pil_image(path))
+
+
+def video_frame_hashes(path: str, num_frames: int) -> list[int]:
+    """dHashes of `num_frames` evenly spaced frames of a video (all frames if it is shorter)."""
+    available = probe_video(path).num_frames
+    if available < 1:
+        raise MediaError(f"{path}: the video has no frames")
+    count = min(num_frames, available)
+    indices = sorted({round(i * (available - 1) / max(count - 1, 1)) for i in range(count)})
+    return [dhash(frame) for frame in decode_frames(path, indices)]
+
+
+def normalise_text(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+@dataclass
+class HitFilter:
+    """Keeps at most k hits of one query: score >= min_score, readable, no near-copy of the video, no repeats."""
+
+    k: int
+    min_score: float = 0.0
+    dedup_hamming: int = 4
+
+    def select(self, hits: list, frame_hashes: list[int]) -> tuple[list, list[tuple[object, str]]]:
+        """(kept hits, [(dropped hit, reason)]); hits arrive best first, so the best survivors are kept."""
+        kept, dropped = [], []
+        images, texts = set(), set()
+        for hit in hits:
+            if len(kept) == self.k:
+                break
+            reason = ""
+            if hit.score < self.min_score:
+                reason = f"below_min_score: {hit.score:.4g} < {self.min_score:g}"
+            elif hit.image in images:
+                reason = "duplicate_image"
+            elif normalise_text(hit.text) in texts:
+                reason = "duplicate_text"
+            else:
+                try:  # hashing decodes the image: an unreadable file is caught here, not by the trainer
+                    code = image_hash(hit.image)
+                except MediaError as err:
+                    reason = f"unreadable_image: {err}"
+                else:
+                    distance = min((hamming(code, f) for f in frame_hashes), default=64)
+                    if distance <= self.dedup_hamming:
+                        reason = f"leakage: image within Hamming {distance} of a frame of the video"
+            if reason:
+                dropped.append((hit, reason))
+                continue
+            kept.append(hit)
+            images.add(hit.image)
+            texts.add(normalise_text(hit.text))
+        return kept, dropped

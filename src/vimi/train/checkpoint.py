@@ -1,0 +1,197 @@
+"""Atomic training checkpoints: a folder that is either complete (COMPLETE marker) or never loaded.
+
+Layout of one checkpoint (also a pipeline folder that VimiPipeline.from_pretrained reads):
+
+    step-00000050/config.json               the resolved VimiConfig
+    step-00000050/model.safetensors         EMA inference weights (encoder.*, backbone.*)
+    step-00000050/train_state/model.safetensors   raw weights
+    step-00000050/train_state/optimizer.pt  optimizer state  (torch.save; loaded with weights_only=True)
+    step-00000050/train_state/scheduler.pt  scheduler state  (idem)
+    step-00000050/train_state/rng.pt        torch / python RNG states (idem)
+    step-00000050/train_state/state.json    step, samples seen (the data position), world size
+    step-00000050/COMPLETE                  written last
+
+The folder is written as `.step-00000050.tmp-XXXX` and renamed once COMPLETE is in it, so a kill at
+any moment leaves either nothing new or a complete checkpoint; leftover temp folders are removed.
+"""
+
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from vimi.errors import CheckpointError
+from vimi.utils.atomic import _fsync_dir
+
+log = logging.getLogger(__name__)
+
+COMPLETE = "COMPLETE"
+STEP_DIR = re.compile(r"^step-(\d{8})$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def save_checkpoint(
+    root: str | Path,
+    step: int,
+    *,
+    config: dict,
+    inference_weights: dict[str, torch.Tensor],
+    raw_weights: dict[str, torch.Tensor],
+    optimizer_state: dict,
+    scheduler_state: dict,
+    train_state: dict,
+    keep_last: int = 3,
+) -> Path:
+    """Write checkpoint `step` under `root` atomically and keep only the newest `keep_last` complete ones."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
+    try:
+        (tmp / "train_state").mkdir()
+        _write_json(tmp / "config.json", config)
+        save_file(_contiguous(inference_weights), tmp / "model.safetensors")
+        save_file(_contiguous(raw_weights), tmp / "train_state" / "model.safetensors")
+        torch.save(optimizer_state, tmp / "train_state" / "optimizer.pt")
+        torch.save(scheduler_state, tmp / "train_state" / "scheduler.pt")
+        torch.save(rng_state(), tmp / "train_state" / "rng.pt")
+        _write_json(tmp / "train_state" / "state.json", {"step": step, **train_state})
+        _fsync_tree(tmp)
+        (tmp / COMPLETE).write_text(f"{step}\n")
+        _fsync_tree(tmp)
+        if final.exists():  # re-saving a step after a resume: move the old one out of the way first
+            trash = root / f".{final.name}.old-{os.getpid()}"
+            final.rename(trash)
+            tmp.rename(final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            tmp.rename(final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    prune_checkpoints(root, keep_last)
+    return final
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """Complete checkpoints under `root`, oldest first; folders without COMPLETE are ignored."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and STEP_DIR.match(p.name) and (p / COMPLETE).is_file()]
+    return sorted(found, key=lambda p: int(STEP_DIR.match(p.name).group(1)))
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    """The newest complete checkpoint under `root`, or None."""
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+
+def prune_checkpoints(root: str | Path, keep_last: int) -> None:
+    """Delete all but the newest `keep_last` complete checkpoints, and stale temp folders."""
+    root = Path(root)
+    complete = list_checkpoints(root)
+    for old in complete[: max(len(complete) - max(keep_last, 1), 0)]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in root.glob(".step-*"):  # only rank 0 writes, and only here: these are killed writes
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A complete checkpoint folder from `path`: the folder itself, or the newest one inside a run folder."""
+    path = Path(path)
+    if (path / COMPLETE).is_file():
+        return path
+    for root in (path, path / "checkpoints"):
+        found = latest_checkpoint(root)
+        if found is not None:
+            return found
+    if path.is_dir() and (path / "model.safetensors").exists():
+        raise CheckpointError(f"{path}: no {COMPLETE} marker; the checkpoint is an interrupted write")
+    raise CheckpointError(f"checkpoint not found: {path} (expected a step-* folder with {COMPLETE}, or a run folder)")
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A safetensors file as a dict, with a CheckpointError naming the file when it is unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights not found: {path}")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: unreadable weights ({err})") from None
+
+
+def load_train_state(ckpt: str | Path) -> dict[str, Any]:
+    """Everything `save_checkpoint` wrote, loaded without unpickling code (weights_only=True)."""
+    ckpt = resolve_checkpoint(ckpt)
+    state_dir = ckpt / "train_state"
+    if not state_dir.is_dir():
+        raise CheckpointError(f"{ckpt}: not a training checkpoint (no train_state/); use it with init_from")
+
+    def load_pt(name: str):
+        try:
+            return torch.load(state_dir / name, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError) as err:
+            raise CheckpointError(f"{state_dir / name}: unreadable ({err})") from None
+
+    return {
+        "path": ckpt,
+        "ema": load_weights(ckpt / "model.safetensors"),
+        "model": load_weights(state_dir / "model.safetensors"),
+        "optimizer": load_pt("optimizer.pt"),
+        "scheduler": load_pt("scheduler.pt"),
+        "rng": load_pt("rng.pt"),
+        "state": json.loads((state_dir / "state.json").read_text(encoding="utf-8")),
+    }
+
+
+def rng_state() -> dict:
+    """The global RNG states (torch CPU, CUDA, python) as weights_only-loadable objects."""
+    state: dict = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value):
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def _contiguous(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # clone(): safetensors refuses tensors that share storage (tied weights, views of one buffer).
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in weights.items()}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    for sub in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        _fsync_dir(sub)

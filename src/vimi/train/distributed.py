@@ -1,0 +1,144 @@
+"""torchrun helpers: process group set-up, DDP / FSDP2 wrapping, full state dicts, reductions."""
+
+import datetime
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed() -> DistInfo:
+    """Join the torchrun job if there is one (env RANK/WORLD_SIZE); NCCL on GPU, gloo on CPU."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def shutdown_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
+    """Mean of a tensor over ranks (identity when not distributed)."""
+    if dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value /= dist.get_world_size()
+    return value
+
+
+def broadcast_object(obj, src: int = 0):
+    """Rank `src`'s python object on every rank."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def choose_parallel(parallel: str, num_params: int, fsdp_auto_params: int, info: DistInfo) -> str:
+    """"none" for one process; else "ddp" or "fsdp" (auto: FSDP2 above fsdp_auto_params parameters)."""
+    if not info.is_distributed:
+        return "none"
+    if parallel == "auto":
+        return "fsdp" if num_params > fsdp_auto_params else "ddp"
+    return parallel
+
+
+def wrap_model(model: nn.Module, mode: str, info: DistInfo, shard_modules: list[nn.Module] | None = None) -> nn.Module:
+    """DDP or FSDP2 (fully_shard) around `model`; `shard_modules` (e.g. transformer blocks) are sharded first."""
+    if mode == "none":
+        return model
+    if mode == "ddp":
+        device_ids = [info.local_rank] if info.device.type == "cuda" else None
+        # find_unused_parameters: a batch may use no context embedding or no image tokens.
+        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
+    if mode == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for module in shard_modules or []:
+            fully_shard(module)
+        fully_shard(model)
+        return model
+    raise ValueError(f"unknown parallel mode {mode!r}")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module under a DDP wrapper (FSDP2 modifies the module in place, nothing to unwrap)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """A DTensor shard gathered to the full tensor (a collective under FSDP), else the tensor itself."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
+def full_state_dict(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Gather every (possibly sharded) tensor to CPU; all ranks must call this under FSDP."""
+    return {name: full_tensor(t.detach()).cpu() for name, t in tensors.items()}
+
+
+def load_full_state_dict(module: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> None:
+    """Load a full (unsharded) state dict into a plain or FSDP2-sharded module."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    if any(hasattr(t, "full_tensor") for t in module.state_dict().values()):
+        set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=True, strict=strict))
+    else:
+        module.load_state_dict(state, strict=strict)
+
+
+def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, mode: str) -> dict:
+    """The optimizer's state dict, gathered to full tensors under FSDP (collective there)."""
+    if mode != "fsdp":
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict, mode: str) -> None:
+    if mode != "fsdp":
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))

@@ -1,0 +1,114 @@
+"""Run logging on rank 0: progress bar (loss, steps/s, ETA), TensorBoard events, a JSONL of metrics, sample videos."""
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class RunLogger:
+    """Writes metrics to out_dir/metrics.jsonl and out_dir/tensorboard, and drives the progress bar.
+
+    On a resumed run the JSONL lines past the resumed step are dropped first, so the file is the
+    history of exactly the weights that exist.
+    """
+
+    def __init__(self, out_dir: str | Path, start_step: int, total_steps: int, enabled: bool, progress: bool):
+        self.enabled = enabled
+        self.out_dir = Path(out_dir)
+        self.writer = None
+        self.bar = None
+        self._last_time = time.perf_counter()
+        self._last_step = start_step
+        if not enabled:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.out_dir / METRICS_FILE
+        _truncate_after(self.metrics_path, start_step)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=start_step + 1)
+        except ImportError as err:  # tensorboard is a dependency; still, never fail a run for a log
+            log.warning("TensorBoard unavailable (%s); metrics go to %s only", err, self.metrics_path)
+        if progress:
+            self.bar = tqdm(total=total_steps, initial=start_step, desc="train", dynamic_ncols=True)
+
+    def log_step(self, step: int, metrics: dict[str, float], write: bool) -> None:
+        """Advance the bar to `step`; when `write`, also write `metrics` (plus steps/s) to JSONL and TensorBoard."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+        if not write:
+            return
+        now = time.perf_counter()
+        steps_per_s = (step - self._last_step) / max(now - self._last_time, 1e-9)
+        self._last_time, self._last_step = now, step
+        record = {"step": step, **metrics, "steps_per_s": steps_per_s}
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "step":
+                    self.writer.add_scalar(f"train/{key}", value, step)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{metrics['loss']:.4f}", it_s=f"{steps_per_s:.2f}")
+
+    def log_videos(self, step: int, videos: dict[str, torch.Tensor], fps: int) -> list[Path]:
+        """Write each video [C, T, H, W] in [-1, 1] as mp4 and gif under out_dir/samples, and to TensorBoard."""
+        if not self.enabled:
+            return []
+        from vimi.data.video_io import write_gif, write_mp4
+
+        written = []
+        folder = self.out_dir / "samples"
+        for name, video in videos.items():
+            stem = folder / f"step{step:08d}-{name}"
+            written.append(write_mp4(video, stem.with_suffix(".mp4"), fps=fps))
+            written.append(write_gif(video, stem.with_suffix(".gif"), fps=fps))
+            if self.writer is not None:
+                self._tensorboard_video(f"samples/{name}", video, step, fps)
+        return written
+
+    def _tensorboard_video(self, tag: str, video: torch.Tensor, step: int, fps: int) -> None:
+        frames = ((video.float().clamp(-1, 1) + 1) / 2).permute(1, 0, 2, 3)  # [C, T, H, W] -> [T, C, H, W]
+        try:
+            self.writer.add_video(tag, frames[None], step, fps=fps)
+        except ImportError:  # add_video needs moviepy; the mp4/gif files are the real output
+            if not getattr(self, "_noted_moviepy", False):
+                log.info("moviepy not installed: TensorBoard gets sample frames as images, not videos")
+                self._noted_moviepy = True
+            self.writer.add_images(tag, frames, step, dataformats="NCHW")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(out_dir: str | Path) -> list[dict]:
+    """The JSONL metrics of a run, one dict per logged step."""
+    path = Path(out_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _truncate_after(path: Path, step: int) -> None:
+    if not path.is_file():
+        return
+    from vimi.utils.atomic import atomic_open
+
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in kept))

@@ -1,0 +1,54 @@
+"""AdamW with weight-decay groups and the warmup + cosine/constant learning-rate schedule."""
+
+import math
+
+import torch
+from torch import nn
+
+from vimi.config import TrainConfig
+
+
+def split_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Parameter groups: matrices decay; norms, biases, embeddings and other vectors do not.
+
+    Why: decaying a LayerNorm gain or a bias pulls it towards 0, which is never the prior we want,
+    and embeddings (tokens, positions, null tokens) are looked up sparsely and shrink unevenly.
+    """
+    embedding_params = {
+        id(p) for module in model.modules() if isinstance(module, nn.Embedding) for p in module.parameters()
+    }
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_embedding = id(param) in embedding_params or "embed" in name.split(".")[-1] or "token" in name
+        if param.ndim < 2 or is_embedding:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, in decay / no-decay groups."""
+    groups = split_decay_groups(model, cfg.weight_decay)
+    # foreach=False keeps the update order identical across world sizes and resumes (bit-exact CPU tests).
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), foreach=False)
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Multiplier of cfg.lr at `step`: linear warmup, then constant or cosine down to min_lr_ratio."""
+    if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    decay_steps = max(cfg.steps - cfg.warmup_steps, 1)
+    progress = min(max(step - cfg.warmup_steps, 0) / decay_steps, 1.0)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """A LambdaLR over `lr_factor`; its state_dict holds only numbers (weights_only-loadable)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))

