@@ -36,6 +36,20 @@ def time_train_steps(step: Callable[[], None], warmup: int, steps: int, sync: Ca
     return statistics.median(times)
 
 
+def time_alternating(steps: dict[str, Callable[[], None]], warmup: int, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each step function, calls interleaved A, B, A, B, ... after warmup."""
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def make_train_step(model: torch.nn.Module, forward: Callable[[], torch.Tensor], target: torch.Tensor):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -126,11 +140,8 @@ def cpu_comparison(args: argparse.Namespace) -> None:
         lambda: theirs(x_frames_first, tokens, timestep, image_rotary_emb=rope, return_dict=False)[0],
         x_frames_first,
     )
-    timings = {}
-    for name, step in (("ours", step_ours), ("theirs", step_theirs), ("ours", step_ours)):
-        # ours runs twice (first and last) so that a drifting machine load is not counted against one side
-        seconds = time_train_steps(step, args.warmup, args.steps, lambda: None)
-        timings[name] = min(seconds, timings.get(name, float("inf")))
+    # Steps alternate between the two models so that a changing machine load hits both alike.
+    timings = time_alternating({"ours": step_ours, "theirs": step_theirs}, args.warmup, args.steps)
 
     print(f"threads={torch.get_num_threads()} batch={batch} video_tokens={video_tokens} text_tokens={text}")
     print(f"VideoDiT                     params={params_ours / 1e6:.2f}M  step={timings['ours'] * 1e3:.1f} ms")

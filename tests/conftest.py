@@ -47,3 +47,40 @@ def real_photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             image.save(path, quality=95) if suffix == "jpg" else image.save(path)
             paths[path.name] = path
     return paths
+
+
+# Tiny random generator (pipeline, generate CLI and web-UI tests) -----------------------------------
+TINY_MODEL_OVERRIDES = [
+    "model.encoder.dim=32",
+    "model.encoder.depth=1",
+    "model.encoder.heads=2",
+    "model.encoder.max_tokens=256",
+    "model.encoder.image_size=16",
+    "model.encoder.image_patch=8",
+    "model.backbone.hidden=32",
+    "model.backbone.depth=1",
+    "model.backbone.heads=2",
+    "sample.num_frames=4",
+    "sample.height=16",
+    "sample.width=16",
+    "sample.steps=3",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random VimiModel written by the real VimiPipeline.save_pretrained (4 frames of 16x16)."""
+    from vimi.config import load_config
+    from vimi.models.vimi_model import build_model
+    from vimi.pipeline import VimiPipeline
+
+    cfg = load_config(None, TINY_MODEL_OVERRIDES)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    # DiT's zero-initialised gates make a fresh model ignore its condition; perturb every weight so
+    # that prompts, images and guidance scales change the output, as they do in a trained model.
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn(param.shape, generator=generator) * 0.05)
+    return VimiPipeline(model, cfg, device="cpu").save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny")

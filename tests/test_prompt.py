@@ -149,7 +149,9 @@ def test_subject_template_wraps_once(image_dir: Path) -> None:
 def test_predict_template_puts_first_frame_first() -> None:
     frame = torch.zeros(3, 4, 4)
     from_arg = apply_template("predict", "a dog runs left", first_frame=frame)
-    assert from_arg.placeholder_text == "Generate a video with the text and first frame: <image> a dog runs left"
+    assert (
+        from_arg.placeholder_text == "Generate a video with the text and first frame: <image> a dog runs left"
+    )
     from_prompt = apply_template("predict", MultimodalPrompt(["a dog runs left ", Image(frame)]))
     assert from_prompt.segments == from_arg.segments and from_prompt.task == "predict"
     with pytest.raises(PromptError, match="exactly one first frame, got 0"):

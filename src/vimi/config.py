@@ -28,8 +28,9 @@ from vimi.utils.atomic import atomic_open
 class WorldConfig:
     """GroundedWorld: the synthetic world that is vimi's embedded data and grounding yardstick."""
 
-    preset: Literal["small", "large", "gpu"] = "small"
-    """Named size; `small` fits the CPU demo, `large` is the >= 1M-pair memory for benchmarks."""
+    preset: Literal["tiny", "small", "large", "gpu"] = "small"
+    """Named size: `tiny` for tests, `small` fits the CPU demo, `large` is the >= 1M-pair memory for
+    benchmarks, `gpu` has 16 frames at 64x64. A preset replaces only the fields left at their defaults."""
     seed: int = 0
     """Same seed, same bytes."""
     num_frames: int = 8
@@ -44,12 +45,20 @@ class WorldConfig:
     num_train_videos: int = 2000
     num_heldout_videos: int = 256
     images_per_subject: int = 8
-    """Memory images per subject (varied scale, position, background)."""
+    """Memory images per subject (the first a reference on a plain backdrop; then varied scale, position, scene)."""
     images_per_scene: int = 8
-    num_distractor_pairs: int = 8000
-    """Memory pairs about nothing in the videos, so retrieval has something to reject."""
+    num_distractor_pairs: int = 9408
+    """Memory pairs about nothing in the videos, so retrieval has something to reject (small: 10,000 pairs in all)."""
+    distractor_subjects: int = 1024
+    """Distinct made-up subjects (names and looks no video uses) that distractor pairs show."""
+    distractor_images: int = 0
+    """Distinct distractor image files; pair r shows image r % distractor_images. 0: one file per pair."""
     two_subject_fraction: float = 0.3
     """Fraction of videos with two subjects."""
+    background_variants: int = 8
+    """Procedural variants of each scene background."""
+    shard_size: int = 10000
+    """Rows per Parquet shard of the memory and video manifests."""
 
 
 @dataclass
@@ -269,6 +278,8 @@ class TrainConfig:
     """parallel=auto shards with FSDP2 above this many parameters, else uses DDP."""
     progress: bool = True
     """Show a progress bar (rank 0)."""
+    overfit_batches: int = 0
+    """Debug: cycle through only the first N global batches (same samples, noise and dropout); 0: off."""
 
 
 @dataclass
@@ -322,6 +333,22 @@ class EvalConfig:
     """Prompt per class; {name} is the class folder name split into words, e.g. "apply eye makeup"."""
     ucf_seed: int = 0
     """Seed of the first generated video; video i uses ucf_seed + i."""
+    grounding_candidates: int = 8
+    """Subject fidelity is N-way identification: the prompted subject(s) + distractors of the same split, N in all."""
+    grounding_angle_steps: int = 24
+    """Angles tried per frame when fitting a subject's sprite (15 degrees apart at 24)."""
+    grounding_fg_threshold: float = 0.12
+    """A pixel is foreground when a channel differs from the matched scene background by more than this (0..1)."""
+    grounding_min_explained: float = 0.5
+    """A subject fit is valid when it removes at least this fraction of the background-only error."""
+    grounding_min_frames: float = 0.5
+    """Fraction of frames that must hold a valid fit for a subject to count as present."""
+    grounding_max_scene_distance: float = 0.1
+    """The nearest scene background must be within this median per-pixel L1 distance (0..1) to count."""
+    bootstrap_samples: int = 1000
+    """Resamples for the 95% bootstrap confidence intervals of every metric."""
+    seed: int = 0
+    """Seed of the first generated video of the grounding benchmark (video i uses seed + i) and of the bootstrap."""
 
 
 @dataclass

@@ -178,7 +178,9 @@ class MultimodalPrompt:
                 try:
                     segments.append(Image(torch.tensor(item["tensor"], dtype=torch.float32)))
                 except (TypeError, ValueError) as err:
-                    raise PromptError(f"prompt segment {i}: image tensor is not a nested list of numbers: {err}")
+                    raise PromptError(
+                        f"prompt segment {i}: image tensor is not a nested list of numbers: {err}"
+                    ) from None
             else:
                 raise PromptError(
                     f"prompt segment {i} must be {{'type': 'text', 'text': ...}} or "
@@ -259,12 +261,16 @@ def check_image_files(prompt: MultimodalPrompt) -> None:
         except (OSError, ValueError):
             exists = False
         if not exists:
-            raise PromptError(f"prompt image not found: {path!r}; check the path (relative paths use base_dir)")
+            raise PromptError(
+                f"prompt image not found: {path!r}; check the path (relative paths use base_dir)"
+            )
         try:
             with PIL.Image.open(path) as opened:
                 opened.verify()
         except Exception as err:  # PIL raises many types for corrupt files
-            raise PromptError(f"prompt image {path!r} is not a readable image ({type(err).__name__}: {err})")
+            raise PromptError(
+                f"prompt image {path!r} is not a readable image ({type(err).__name__}: {err})"
+            ) from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -297,7 +303,7 @@ def apply_template(
     """Wrap prompt content in the paper's instruction for `task` (already-wrapped content is left as is).
 
     pretrain: the retrieval-augmented prompt, no instruction; subject: instruction + the prompt;
-    predict: instruction + first frame (`first_frame`, or the content's first image) + text;
+    predict: instruction + first frame (`first_frame`, or the content's one image) + the content's text;
     retrieval_t2v: instruction + retrieved pairs + caption; t2v: the text alone.
     """
     if task not in TASKS:
@@ -320,7 +326,6 @@ def apply_template(
     if task == "predict":
         if first_frame is not None:
             frame = first_frame if isinstance(first_frame, Image) else Image(first_frame)
-            segments = [s for s in segments if isinstance(s, Text)]
         else:
             frames = [s for s in segments if isinstance(s, Image)]
             if len(frames) != 1:
@@ -329,8 +334,8 @@ def apply_template(
                     "pass first_frame= or put one image in the prompt"
                 )
             frame = frames[0]
-            segments = [s for s in segments if isinstance(s, Text)]
-        words = MultimodalPrompt(segments).text  # whitespace collapsed where the frame was taken out
+        # The words only, whitespace collapsed where the frame was taken out.
+        words = MultimodalPrompt([s for s in segments if isinstance(s, Text)]).text
         body: list[Segment] = [frame, Text(f" {words}" if words else "")]
     else:
         body = segments

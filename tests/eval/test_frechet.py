@@ -30,7 +30,11 @@ def test_matches_a_direct_scipy_computation():
     mu2, s2 = random_gaussian(rng, 32)
     # Independent form of the trace term: Tr((S1^1/2 S2 S1^1/2)^1/2), symmetric PSD, so sqrtm is exact.
     root1 = scipy.linalg.sqrtm(s1).real
-    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2) - 2 * np.trace(scipy.linalg.sqrtm(root1 @ s2 @ root1).real)
+    expected = (
+        np.sum((mu1 - mu2) ** 2)
+        + np.trace(s1 + s2)
+        - 2 * np.trace(scipy.linalg.sqrtm(root1 @ s2 @ root1).real)
+    )
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-8)
 
 
@@ -47,7 +51,9 @@ def test_identical_sets_give_zero_and_a_shift_gives_its_squared_norm():
     assert abs(frechet_distance(stats.mu, stats.sigma, stats.mu, stats.sigma)) < 1e-6
     delta = rng.normal(size=16)
     shifted = FeatureStats.from_features(features + delta)
-    assert frechet_distance(stats.mu, stats.sigma, shifted.mu, shifted.sigma) == pytest.approx(delta @ delta, rel=1e-6)
+    assert frechet_distance(stats.mu, stats.sigma, shifted.mu, shifted.sigma) == pytest.approx(
+        delta @ delta, rel=1e-6
+    )
 
 
 def test_fewer_samples_than_dimensions_stays_finite():
@@ -78,7 +84,7 @@ def test_stats_cache_is_hit_on_the_second_call(tmp_path):
 def test_corrupt_cache_file_names_itself(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not an npz")
-    with pytest.raises(DataError, match="bad.npz"):
+    with pytest.raises(DataError, match=r"bad\.npz"):
         FeatureStats.load(bad)
 
 
@@ -100,7 +106,9 @@ def test_inception_features_and_fid_on_real_photos(real_photos):
     from vimi.data.image_io import read_image
 
     model = load_inception()
-    photos = [read_image(real_photos[f"{name}.png"], size=(128, 128)) for name in ("astronaut", "cat", "coffee")]
+    photos = [
+        read_image(real_photos[f"{name}.png"], size=(128, 128)) for name in ("astronaut", "cat", "coffee")
+    ]
     features = inception_features(photos, model, batch_size=2)
     assert features.shape == (3, 2048) and features.min() >= 0  # pool features after ReLU
     # Eval mode: a photo's features do not depend on what else is in its batch.

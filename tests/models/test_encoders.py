@@ -14,7 +14,9 @@ from vimi.models.encoders import EncoderCache, SmallMultimodalEncoder, build_enc
 from vimi.models.encoders.vision import prepare_images
 from vimi.prompt import Image, MultimodalPrompt, Text
 
-TINY = EncoderConfig(dim=32, depth=1, heads=2, image_size=16, image_patch=8, max_tokens=160, cache_memory_items=0)
+TINY = EncoderConfig(
+    dim=32, depth=1, heads=2, image_size=16, image_patch=8, max_tokens=160, cache_memory_items=0
+)
 
 
 def random_image(seed: int, size: tuple[int, int] = (20, 24)) -> torch.Tensor:
@@ -23,7 +25,9 @@ def random_image(seed: int, size: tuple[int, int] = (20, 24)) -> torch.Tensor:
 
 def sample_prompts() -> list[MultimodalPrompt]:
     return [
-        MultimodalPrompt(["A ", Image(random_image(0)), " is playing in ", Image(random_image(1))], "subject"),
+        MultimodalPrompt(
+            ["A ", Image(random_image(0)), " is playing in ", Image(random_image(1))], "subject"
+        ),
         MultimodalPrompt(["a red fox runs left"], "t2v"),
         MultimodalPrompt([], "t2v"),
         MultimodalPrompt([Image(random_image(2))], "predict"),
@@ -89,7 +93,10 @@ def test_small_encoder_sees_text_image_content_and_order() -> None:
 def test_small_encoder_trains_and_rejects_overlong_prompts() -> None:
     torch.manual_seed(0)
     encoder = SmallMultimodalEncoder(TINY)
-    prompts = [MultimodalPrompt(["a dog ", Image(random_image(0))]), MultimodalPrompt(["a cat ", Image(random_image(1))])]
+    prompts = [
+        MultimodalPrompt(["a dog ", Image(random_image(0))]),
+        MultimodalPrompt(["a cat ", Image(random_image(1))]),
+    ]
     target = torch.tensor([[1.0], [-1.0]])
     head = torch.nn.Linear(TINY.dim, 1)
     optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=3e-3)
@@ -125,8 +132,10 @@ def test_cache_hit_skips_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     prompts = [MultimodalPrompt(["a ", Image(str(photo))]), MultimodalPrompt(["a cat"])]
     first, first_mask = encoder.encode(prompts)
     assert calls == [2]
-    second, second_mask = encoder.encode([prompts[1], prompts[0], MultimodalPrompt(["new"])])
-    assert calls == [2, 1]  # only the new prompt reached the model
+    new = MultimodalPrompt(["new"])
+    second, second_mask = encoder.encode([prompts[1], prompts[0], new, new])
+    assert calls == [2, 1]  # only the new prompt reached the model, once
+    assert torch.equal(second[2], second[3])
     assert torch.equal(second[1][second_mask[1]], first[0][first_mask[0]])
 
     # A fresh encoder with the same weights finds the rows on disk, and none in its empty memory.
@@ -231,7 +240,14 @@ def test_llm_encoder_trains_projector_and_keeps_lm_frozen(llm_encoder) -> None:
 # Any local HF vision-language model, with a tiny random LLaVA saved to disk
 # --------------------------------------------------------------------------------------------------
 
-WORDS = ["<pad>", "<s>", "</s>", "<unk>", "<image>", *"a dog cat is playing in the yard runs".split()]
+WORDS = [
+    "<pad>",
+    "<s>",
+    "</s>",
+    "<unk>",
+    "<image>",
+    *["a", "dog", "cat", "is", "playing", "in", "the", "yard", "runs"],
+]
 
 
 @pytest.fixture(scope="module")
@@ -267,11 +283,20 @@ def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(
-            hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=16, patch_size=4
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=4,
         ),
         text_config=LlamaConfig(
-            vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=2, num_key_value_heads=2,
+            vocab_size=len(WORDS),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
         ),
         image_token_index=WORDS.index("<image>"),
         vision_feature_select_strategy="default",
@@ -318,3 +343,12 @@ def test_hf_vlm_encoder_from_local_folder(tiny_llava_dir: Path, monkeypatch: pyt
         text_only.encode(prompts[:1])
     with pytest.raises(PromptError, match="max_tokens is 64"):
         encoder.encode([MultimodalPrompt([Text("a " * 70)])])
+
+
+def test_bad_model_paths_raise_config_errors(tmp_path: Path) -> None:
+    from vimi.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"needs model\.encoder\.llm_path"):
+        build_encoder(EncoderConfig(kind="hf_vlm"))
+    with pytest.raises(ConfigError, match=r"cannot load a causal LM from model.encoder.llm_path=.*empty_lm"):
+        build_encoder(EncoderConfig(kind="llm", llm_path=str(tmp_path / "empty_lm")))

@@ -28,12 +28,16 @@ def write_memory(root: Path, shard_size: int = 7) -> dict:
     rows, seed = [], 0
     for name in SUBJECTS:
         for j, scene in enumerate(SCENES[:3]):
-            rows.append({"id": f"{name}-{j}", "text": f"A photo of a {name} in the {scene}.", "kind": "subject"})
+            rows.append(
+                {"id": f"{name}-{j}", "text": f"A photo of a {name} in the {scene}.", "kind": "subject"}
+            )
     for scene in SCENES:
         for j in range(2):
             rows.append({"id": f"{scene}-{j}", "text": f"A view of the {scene}.", "kind": "scene"})
     for j in range(10):
-        rows.append({"id": f"other-{j}", "text": f"A red teapot number {j} resting on a table.", "kind": "distractor"})
+        rows.append(
+            {"id": f"other-{j}", "text": f"A red teapot number {j} resting on a table.", "kind": "distractor"}
+        )
     (root / "images").mkdir(exist_ok=True)
     for row in rows:
         seed += 1
@@ -44,8 +48,9 @@ def write_memory(root: Path, shard_size: int = 7) -> dict:
     return {row["id"]: row for row in rows}
 
 
-def write_videos(root: Path, memory_root: Path | None = None, leak_id: str = "", extra_rows=(),
-                 shard_size: int = 4) -> list[dict]:
+def write_videos(
+    root: Path, memory_root: Path | None = None, leak_id: str = "", extra_rows=(), shard_size: int = 4
+) -> list[dict]:
     """(id, caption, video) rows over the subjects; video 0 copies memory image `leak_id` into its frames."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "clips").mkdir(exist_ok=True)
@@ -57,8 +62,15 @@ def write_videos(root: Path, memory_root: Path | None = None, leak_id: str = "",
             frame = np.asarray(Image.open(memory_root / "images" / f"{leak_id}.png").convert("RGB"))
         clip = torch.from_numpy(np.stack([frame] * 4)).permute(3, 0, 1, 2).float() / 127.5 - 1  # [C, T, H, W]
         write_mp4(clip, root / "clips" / f"v{i}.mp4", fps=8)
-        rows.append({"id": f"v{i}", "caption": f"A {name} spins slowly in the {scene}.",
-                     "video": f"clips/v{i}.mp4", "subjects": [name], "scene": scene})
+        rows.append(
+            {
+                "id": f"v{i}",
+                "caption": f"A {name} spins slowly in the {scene}.",
+                "video": f"clips/v{i}.mp4",
+                "subjects": [name],
+                "scene": scene,
+            }
+        )
     rows.extend(extra_rows)
     with ManifestWriter(root, shard_size=shard_size) as writer:
         writer.write_many(rows)

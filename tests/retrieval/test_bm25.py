@@ -32,10 +32,10 @@ def test_scores_equal_bm25s_own_index_bit_for_bit():
     reference.index(docs, show_progress=False)
     for query in QUERIES[:3]:
         assert np.array_equal(ours.retriever.get_scores(query), reference.get_scores(query))
-    scores, _ = ours.search(QUERIES, k=5, threads=0)
+    scores, rows = ours.search(QUERIES, k=5, threads=0)
     ref = reference.retrieve(QUERIES[:3], k=5, show_progress=False)
     assert np.array_equal(scores[:3], ref.scores)
-    assert (scores[3:] == 0).all()  # no known term: all-zero scores (callers drop them)
+    assert (scores[3:] == 0).all() and (rows[3:] == -1).all()  # no known term: no hits
 
 
 def test_save_and_memory_mapped_load_give_the_same_results(tmp_path):

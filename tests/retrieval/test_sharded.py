@@ -11,15 +11,40 @@ from vimi.data.manifest import ManifestWriter, write_index, write_shard
 from vimi.errors import DataError
 from vimi.retrieval import build_index, open_index, retrieve_examples
 
-WORDS = "fox dog red blue runs zorblax jumps tree cat sky dax meadow wug kiki bouba desert ocean spins".split()
+WORDS = [
+    "fox",
+    "dog",
+    "red",
+    "blue",
+    "runs",
+    "zorblax",
+    "jumps",
+    "tree",
+    "cat",
+    "sky",
+    "dax",
+    "meadow",
+    "wug",
+    "kiki",
+    "bouba",
+    "desert",
+    "ocean",
+    "spins",
+]
 
 
 def random_memory(root, n: int, seed: int = 0):
     rng = random.Random(seed)
     root.mkdir(parents=True)
     Image.new("RGB", (8, 8), (200, 10, 10)).save(root / "img.png")
-    rows = [{"id": f"m{i}", "text": " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 8))), "image": "img.png"}
-            for i in range(n)]
+    rows = [
+        {
+            "id": f"m{i}",
+            "text": " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 8))),
+            "image": "img.png",
+        }
+        for i in range(n)
+    ]
     with ManifestWriter(root, shard_size=50) as writer:
         writer.write_many(rows)
     return rows
@@ -69,12 +94,21 @@ def test_retrieve_examples_for_a_text_prompt(tmp_path, memory):
 
 
 def test_bad_corpus_rows_are_counted_skipped_and_listed(tmp_path, memory):
-    table = pa.table({
-        "id": ["ok1", "ok2", "ok1", "empty", "missing", "badutf", None],
-        "text": [b"a blicket", b"a dax", b"a wug", b"   ", b"a kiki", b"caf\xe9", b"a fep"],
-        "image": ["images/blicket-0.png", "images/dax-0.png", "images/wug-0.png", "images/wug-0.png",
-                  "images/nope.png", "images/fep-0.png", "images/fep-0.png"],
-    })
+    table = pa.table(
+        {
+            "id": ["ok1", "ok2", "ok1", "empty", "missing", "badutf", None],
+            "text": [b"a blicket", b"a dax", b"a wug", b"   ", b"a kiki", b"caf\xe9", b"a fep"],
+            "image": [
+                "images/blicket-0.png",
+                "images/dax-0.png",
+                "images/wug-0.png",
+                "images/wug-0.png",
+                "images/nope.png",
+                "images/fep-0.png",
+                "images/fep-0.png",
+            ],
+        }
+    )
     root = tmp_path / "bad"
     write_shard(root / "part-00000.parquet", table.to_pylist(), table.schema)
     write_index(root, [{"file": "part-00000.parquet", "rows": 7}])
@@ -84,8 +118,13 @@ def test_bad_corpus_rows_are_counted_skipped_and_listed(tmp_path, memory):
     build_index(root, tmp_path / "index", RetrievalConfig(num_shards=2))
     report = json.loads((tmp_path / "index" / "index.report.json").read_text())
     assert report["rows"] == 2 and report["skipped"] == 5
-    assert report["skipped_by_reason"] == {"duplicate_id": 1, "empty_text": 1, "missing_id": 1,
-                                           "missing_media": 1, "non_utf8_text": 1}
+    assert report["skipped_by_reason"] == {
+        "duplicate_id": 1,
+        "empty_text": 1,
+        "missing_id": 1,
+        "missing_media": 1,
+        "non_utf8_text": 1,
+    }
     lines = [json.loads(x) for x in (tmp_path / "index" / "index.skips.jsonl").read_text().splitlines()]
     assert [x["row"] for x in lines] == [2, 3, 4, 5, 6]
     assert "nope.png" in lines[2]["reason"]

@@ -51,5 +51,8 @@ def run(args: argparse.Namespace) -> int:
         f"vimi serve: http://{args.host}:{args.port} (device {pipe.device}, {len(examples)} examples)",
         flush=True,
     )
-    launch_app(app, host=args.host, port=args.port, allowed_paths=[str(world_dir)] if world_dir else None)
+    try:
+        launch_app(app, host=args.host, port=args.port, allowed_paths=[str(world_dir)] if world_dir else None)
+    except OSError as err:  # the port is taken, or the host is not an address of this machine
+        raise ConfigError(f"cannot serve on {args.host}:{args.port}: {err}") from None
     return 0

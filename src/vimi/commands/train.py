@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 
 from vimi.cli import add_config_arguments
 from vimi.config import load_config
@@ -22,6 +23,6 @@ def run(args: argparse.Namespace) -> int:
     from vimi.train.trainer import train  # imported after the config is known good: torch is slow to import
 
     last = train(cfg)
-    if last is not None:
+    if last is not None and os.environ.get("RANK", "0") == "0":
         log.info("stage %s done: %s", cfg.train.stage, last)
     return 0

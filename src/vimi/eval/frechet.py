@@ -33,7 +33,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2 = np.atleast_1d(np.float64(mu1)), np.atleast_1d(np.float64(mu2))
     sigma1, sigma2 = np.atleast_2d(np.float64(sigma1)), np.atleast_2d(np.float64(sigma2))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-        raise ValueError(f"statistics differ in shape: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
+        raise ValueError(
+            f"statistics differ in shape: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}"
+        )
     diff = mu1 - mu2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", scipy.linalg.LinAlgWarning)
@@ -59,14 +61,18 @@ class FeatureStats:
     def from_features(cls, features: np.ndarray) -> "FeatureStats":
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or features.shape[0] < 2:
-            raise ValueError(f"need features [N >= 2, D] to estimate a covariance, got shape {features.shape}")
+            raise ValueError(
+                f"need features [N >= 2, D] to estimate a covariance, got shape {features.shape}"
+            )
         return cls(features.mean(axis=0), np.cov(features, rowvar=False), features.shape[0])
 
     def save(self, path: str | Path, key: dict | None = None) -> Path:
         """Write mu, sigma, count (and the cache key as JSON) to an .npz, atomically."""
         path = Path(path)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, mu=self.mu, sigma=self.sigma, count=self.count, key=json.dumps(key or {}, sort_keys=True))
+            np.savez(
+                f, mu=self.mu, sigma=self.sigma, count=self.count, key=json.dumps(key or {}, sort_keys=True)
+            )
         return path
 
     @classmethod
@@ -75,7 +81,9 @@ class FeatureStats:
             with np.load(path, allow_pickle=False) as data:
                 return cls(data["mu"], data["sigma"], int(data["count"]))
         except (OSError, KeyError, ValueError) as err:
-            raise DataError(f"{path}: not a feature-statistics .npz ({err}); delete it to recompute") from None
+            raise DataError(
+                f"{path}: not a feature-statistics .npz ({err}); delete it to recompute"
+            ) from None
 
 
 def frechet_from_stats(real: FeatureStats, fake: FeatureStats) -> float:
@@ -199,7 +207,11 @@ def inception_features(
     model = model if model is not None else load_inception(device=device)
     batches = (x if x.ndim == 4 else x[None] for x in images)  # [C, H, W] -> [1, C, H, W]
     return extract_features(
-        lambda batch: model(preprocess_for_inception(batch)), batched(batches, batch_size), total, desc, device
+        lambda batch: model(preprocess_for_inception(batch)),
+        batched(batches, batch_size),
+        total,
+        desc,
+        device,
     )
 
 
@@ -217,7 +229,9 @@ def fid(
     def to_stats(side):
         if isinstance(side, FeatureStats):
             return side
-        features = side if isinstance(side, np.ndarray) else inception_features(side, model, batch_size, device)
+        features = (
+            side if isinstance(side, np.ndarray) else inception_features(side, model, batch_size, device)
+        )
         return FeatureStats.from_features(features)
 
     return frechet_from_stats(to_stats(real), to_stats(fake))

@@ -11,6 +11,7 @@ import io
 import math
 import pickle
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -158,7 +159,7 @@ def preprocess_for_i3d(video: torch.Tensor, size: int = I3D_INPUT_SIZE) -> torch
     """
     if video.ndim != 5 or video.shape[1] not in (1, 3):
         raise ValueError(f"expected videos [B, C, T, H, W] with C in (1, 3), got shape {tuple(video.shape)}")
-    batch, channels, frames, height, width = video.shape
+    batch, _, frames, height, width = video.shape
     video = video.float().expand(batch, 3, frames, height, width)
     if (height, width) == (size, size):
         return video.contiguous()
@@ -191,7 +192,7 @@ def default_i3d_weights_path() -> Path:
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickler that can rebuild numpy arrays and nothing else, so a checkpoint cannot run code."""
 
-    _ALLOWED = {
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
@@ -222,7 +223,9 @@ def load_numpy_pickle(path: str | Path) -> dict:
 def _unit_weights(params: dict, stats: dict | None, prefix: str) -> dict[str, torch.Tensor]:
     """One flax Unit3D ({Conv_0, BatchNorm_0}) -> our Unit3D's state dict entries under `prefix`."""
     kernel = torch.from_numpy(np.asarray(params["Conv_0"]["kernel"]))
-    out = {f"{prefix}.conv.weight": kernel.permute(4, 3, 0, 1, 2)}  # [kt, kh, kw, in, out] -> [out, in, kt, kh, kw]
+    out = {
+        f"{prefix}.conv.weight": kernel.permute(4, 3, 0, 1, 2)
+    }  # [kt, kh, kw, in, out] -> [out, in, kt, kh, kw]
     if "bias" in params["Conv_0"]:
         out[f"{prefix}.conv.bias"] = torch.from_numpy(np.asarray(params["Conv_0"]["bias"]))
     if stats is not None:
@@ -230,8 +233,12 @@ def _unit_weights(params: dict, stats: dict | None, prefix: str) -> dict[str, to
         out[f"{prefix}.bn.bias"] = bias
         out[f"{prefix}.bn.weight"] = torch.ones_like(bias)  # Sonnet's I3D batch norm has no scale
         # The checkpoint stores statistics as [1, 1, 1, 1, C] (the shape that breaks current flax).
-        out[f"{prefix}.bn.running_mean"] = torch.from_numpy(np.asarray(stats["BatchNorm_0"]["mean"])).reshape(-1)
-        out[f"{prefix}.bn.running_var"] = torch.from_numpy(np.asarray(stats["BatchNorm_0"]["var"])).reshape(-1)
+        out[f"{prefix}.bn.running_mean"] = torch.from_numpy(np.asarray(stats["BatchNorm_0"]["mean"])).reshape(
+            -1
+        )
+        out[f"{prefix}.bn.running_var"] = torch.from_numpy(np.asarray(stats["BatchNorm_0"]["var"])).reshape(
+            -1
+        )
         out[f"{prefix}.bn.num_batches_tracked"] = torch.tensor(0)
     return out
 

@@ -29,7 +29,9 @@ def default_inception_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / "default_1.pt"
 
 
-def load_torchscript(path: str | Path, what: str, device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
+def load_torchscript(
+    path: str | Path, what: str, device: str | torch.device = "cpu"
+) -> torch.jit.ScriptModule:
     """torch.jit.load on CPU first (a TorchScript runs no pickled Python), in eval mode, on `device`."""
     path = Path(path)
     if not path.is_file():
@@ -75,7 +77,9 @@ def inception_score(probs: np.ndarray, splits: int = 1) -> tuple[float, float]:
     for part in np.array_split(probs, splits):
         marginal = part.mean(axis=0, keepdims=True)
         # 0 * log(0) = 0: terms with p(y|x) = 0 contribute nothing to the KL divergence.
-        kl = np.where(part > 0, part * (np.log(np.maximum(part, 1e-300)) - np.log(np.maximum(marginal, 1e-300))), 0)
+        kl = np.where(
+            part > 0, part * (np.log(np.maximum(part, 1e-300)) - np.log(np.maximum(marginal, 1e-300))), 0
+        )
         scores.append(np.exp(kl.sum(axis=1).mean()))
     return float(np.mean(scores)), float(np.std(scores))
 
@@ -87,7 +91,9 @@ def load_c3d(path: str | Path, device: str | torch.device = "cpu") -> torch.jit.
     S is eval.c3d_size (112 for the standard C3D).
     """
     if not str(path):
-        raise CheckpointError("C3D: no weights given; set eval.c3d_path to a TorchScript C3D UCF101 classifier")
+        raise CheckpointError(
+            "C3D: no weights given; set eval.c3d_path to a TorchScript C3D UCF101 classifier"
+        )
     return load_torchscript(path, "C3D", device)
 
 

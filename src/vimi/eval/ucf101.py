@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from vimi.config import EvalConfig
 from vimi.data.video_io import read_video
-from vimi.errors import DataError
+from vimi.errors import CheckpointError, DataError
 from vimi.eval.frechet import FeatureStats, cached_stats, frechet_from_stats, i3d_features
 from vimi.eval.i3d import InceptionI3d, default_i3d_weights_path, load_i3d, preprocess_for_i3d
 from vimi.eval.inception import class_probabilities, inception_score, load_c3d
@@ -43,7 +43,9 @@ def list_ucf101(root: str | Path) -> dict[str, list[Path]]:
     """Class folder name -> its sorted video files, classes sorted (the UCF101 layout: ROOT/Class/*.avi)."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"UCF101 root not found: {root}; point it at the folder holding the 101 class folders")
+        raise DataError(
+            f"UCF101 root not found: {root}; point it at the folder holding the 101 class folders"
+        )
     classes = {
         folder.name: sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
         for folder in sorted(root.iterdir())
@@ -64,7 +66,9 @@ def resolve_device(name: str) -> torch.device:
 
 def real_videos(classes: dict[str, list[Path]], per_class: int) -> list[Path]:
     """The real videos the statistics use: the first `per_class` of each class (0: all)."""
-    return [video for videos in classes.values() for video in (videos[:per_class] if per_class > 0 else videos)]
+    return [
+        video for videos in classes.values() for video in (videos[:per_class] if per_class > 0 else videos)
+    ]
 
 
 def read_real_clip(path: Path, cfg: EvalConfig) -> torch.Tensor:
@@ -180,11 +184,11 @@ def run_ucf101(root: str | Path, generate_fn: GenerateFn, cfg: EvalConfig, out_d
     return results
 
 
-def load_clip_scorer(path: str | Path, device: torch.device) -> Callable[[torch.Tensor, list[str]], np.ndarray]:
+def load_clip_scorer(
+    path: str | Path, device: torch.device
+) -> Callable[[torch.Tensor, list[str]], np.ndarray]:
     """CLIP score from a local Hugging Face CLIP folder: per video, mean over frames of max(100 cos, 0)."""
     from transformers import AutoTokenizer, CLIPModel  # heavy import, only when CLIP weights are given
-
-    from vimi.errors import CheckpointError
 
     try:
         model = CLIPModel.from_pretrained(str(path)).eval().to(device)

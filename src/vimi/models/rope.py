@@ -24,8 +24,8 @@ def _axis_angles(positions: torch.Tensor, dim: int, theta: float) -> torch.Tenso
 
 def rope_3d_tables(
     grid: tuple[int, int, int], head_dim: int, device: torch.device, theta: float = 10000.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables [L, head_dim] (L = t*h*w, token order t-major) for `rotate_half` RoPE."""
+) -> torch.Tensor:
+    """Rotations e^(i angle) as complex64 [L, head_dim/2] (L = t*h*w, token order t-major)."""
     t, h, w = grid
     dim_t, dim_h, dim_w = split_head_dim(head_dim)
     pos_t = torch.arange(t).repeat_interleave(h * w)  # [L]
@@ -35,13 +35,14 @@ def rope_3d_tables(
         [_axis_angles(pos_t, dim_t, theta), _axis_angles(pos_h, dim_h, theta), _axis_angles(pos_w, dim_w, theta)],
         dim=-1,
     )  # [L, head_dim/2]
-    angles = torch.cat([angles, angles], dim=-1)  # [L, head_dim]: the two halves form rotation pairs
-    return angles.cos().to(device, torch.float32), angles.sin().to(device, torch.float32)
+    return torch.polar(torch.ones_like(angles), angles).to(device, torch.complex64)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B, heads, L, head_dim] by the tables [L, head_dim]; computed in float32 for bf16 safety."""
-    x32 = x.float()
-    first, second = x32.chunk(2, dim=-1)
-    rotated = torch.cat([-second, first], dim=-1)  # rotate_half
-    return (x32 * cos + rotated * sin).to(x.dtype)
+def apply_rope(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent channel pairs of x [B, heads, L, head_dim] by rotations [L, head_dim/2].
+
+    One complex multiply (in float32, which also keeps bf16 runs exact enough) instead of the
+    cos/sin/rotate-half form: several times faster on CPU, one fused kernel on GPU.
+    """
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # [B, H, L, Dh] -> [B, H, L, Dh/2]
+    return torch.view_as_real(pairs * rotations).flatten(-2).to(x.dtype)  # -> [B, H, L, Dh]

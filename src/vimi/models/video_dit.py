@@ -56,7 +56,7 @@ def resolve_backbone_size(cfg: BackboneConfig) -> BackboneSize:
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """adaLN: x [B, L, D] * (1 + scale [B, D]) + shift [B, D]."""
-    return x * (1 + scale[:, None]) + shift[:, None]
+    return torch.addcmul(shift[:, None], x, 1 + scale[:, None])  # one fused kernel
 
 
 class TimestepEmbedder(nn.Module):
@@ -82,18 +82,19 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.heads, self.head_dim = heads, hidden // heads
         self.qkv = nn.Linear(hidden, 3 * hidden)
-        # QK-norm keeps attention logits bounded, which is what makes bf16 training stable.
-        self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
-        self.k_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
+        # QK-norm keeps attention logits bounded, which is what makes bf16 training stable
+        # (LayerNorm rather than RMSNorm: a fused kernel on CPU as well as GPU).
+        self.q_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
+        self.k_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
         self.proj = nn.Linear(hidden, hidden)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: torch.Tensor | None) -> torch.Tensor:
         batch, length, hidden = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.heads, self.head_dim)  # [B, L, 3D] -> [B, L, 3, H, Dh]
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, L, Dh]
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
         out = F.scaled_dot_product_attention(q, k, v)  # [B, H, L, Dh]
         out = out.transpose(1, 2).reshape(batch, length, hidden)  # [B, H, L, Dh] -> [B, L, D]
         return self.proj(out)
@@ -107,8 +108,8 @@ class CrossAttention(nn.Module):
         self.heads, self.head_dim = heads, hidden // heads
         self.q = nn.Linear(hidden, hidden)
         self.kv = nn.Linear(hidden, 2 * hidden)
-        self.q_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
-        self.k_norm = nn.RMSNorm(self.head_dim, eps=1e-6)
+        self.q_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
+        self.k_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
         self.proj = nn.Linear(hidden, hidden)
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
@@ -141,10 +142,10 @@ class VideoDiTBlock(nn.Module):
     def forward(self, x, c, tokens, attn_mask, cross_gate, rope):
         """x [B, L, D], c [B, D], tokens [B, Lc, D], attn_mask [B, 1, 1, Lc], cross_gate [B, 1, 1] or None."""
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=-1)
-        x = x + gate_msa[:, None] * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope)
+        x = torch.addcmul(x, gate_msa[:, None], self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope))
         cross = self.cross_attn(self.norm2(x), tokens, attn_mask)
         x = x + (cross if cross_gate is None else cross * cross_gate)
-        x = x + gate_mlp[:, None] * self.mlp(modulate(self.norm3(x), shift_mlp, scale_mlp))
+        x = torch.addcmul(x, gate_mlp[:, None], self.mlp(modulate(self.norm3(x), shift_mlp, scale_mlp)))
         return x
 
 
@@ -195,7 +196,7 @@ class VideoDiT(nn.Module):
         )
         self.final_layer = FinalLayer(size.hidden, in_channels * patch_volume)
         self.activation_checkpointing = cfg.activation_checkpointing
-        self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rope_cache: dict[tuple, torch.Tensor] = {}
         self.initialize_weights()
 
     def initialize_weights(self) -> None:

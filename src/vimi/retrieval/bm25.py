@@ -55,6 +55,27 @@ class BM25Stats:
         )
 
 
+class TieStableBM25(bm25s.BM25):
+    """bm25s with a deterministic top-k: ties broken by document order, zero scores (no match) left out.
+
+    bm25s's argpartition picks arbitrarily among documents tied at the k-th score, so two shards
+    of one memory could not agree with the unsharded index. Only the per-query selection changes;
+    batching and threads are bm25s's own `retrieve`.
+    """
+
+    def _get_top_k_results(self, query_tokens_single, k=1000, backend="auto", sorted=True, weight_mask=None):
+        if len(query_tokens_single) == 0:
+            return np.zeros(k, dtype=np.float32), np.full(k, -1, dtype=np.int64)
+        scores = self.get_scores(query_tokens_single, weight_mask=weight_mask)
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+        candidates = np.flatnonzero(scores >= kth) if kth > 0 else np.flatnonzero(scores > 0)
+        order = np.lexsort((candidates, -scores[candidates]))[:k]  # score desc, then document order
+        rows = np.full(k, -1, dtype=np.int64)
+        top = np.zeros(k, dtype=np.float32)
+        rows[: len(order)], top[: len(order)] = candidates[order], scores[candidates[order]]
+        return top, rows
+
+
 class BM25Index:
     """One shard: documents' BM25 scores under global statistics, searched with bm25s."""
 
@@ -89,7 +110,7 @@ class BM25Index:
         data = (idf[col].astype(np.float64) * (tf / (norm + tf))).astype(np.float32)
         indptr = np.zeros(num_terms + 1, dtype=np.int64)
         np.cumsum(np.bincount(col, minlength=num_terms), out=indptr[1:])
-        retriever = bm25s.BM25(method="lucene", k1=k1, b=b)
+        retriever = TieStableBM25(method="lucene", k1=k1, b=b)
         retriever.scores = {
             "data": data,
             "indices": row.astype(np.int32),
@@ -112,7 +133,7 @@ class BM25Index:
                 f"{folder}: not a saved BM25 shard (params.index.json missing); rebuild with `vimi index`"
             )
         try:
-            retriever = bm25s.BM25.load(str(folder), mmap=mmap, load_corpus=False)
+            retriever = TieStableBM25.load(str(folder), mmap=mmap, load_corpus=False)
         except (OSError, ValueError, json.JSONDecodeError) as err:
             raise DataError(f"{folder}: unreadable BM25 shard ({err}); rebuild with `vimi index`") from None
         return cls(retriever)

@@ -4,6 +4,7 @@ The request logic (`build_request`, `generate_video`) is plain Python so it is t
 browser; `build_app` only lays out the components and maps vimi errors to a message in the page.
 """
 
+import html
 import logging
 import re
 import tempfile
@@ -149,7 +150,8 @@ def build_app(
                 index,
             )
         except VimiError as err:
-            raise gr.Error(str(err)) from None
+            # Gradio renders the message as HTML: escape it so `<image>` shows instead of vanishing as a tag.
+            raise gr.Error(html.escape(str(err))) from None
         return str(path), f"Done: seed {int(seed)}, {int(steps)} steps, written to {path.name}"
 
     with gr.Blocks(title="vimi", analytics_enabled=False) as app:

@@ -15,6 +15,7 @@ The folder is written as `.step-00000050.tmp-XXXX` and renamed once COMPLETE is 
 any moment leaves either nothing new or a complete checkpoint; leftover temp folders are removed.
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -158,6 +159,16 @@ def load_train_state(ckpt: str | Path) -> dict[str, Any]:
         "rng": load_pt("rng.pt"),
         "state": json.loads((state_dir / "state.json").read_text(encoding="utf-8")),
     }
+
+
+def weights_digest(weights: dict[str, torch.Tensor]) -> str:
+    """A digest of tensors' names, dtypes, shapes and bytes: equal digests mean bitwise-equal weights."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name in sorted(weights):
+        tensor = weights[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def rng_state() -> dict:

@@ -74,6 +74,15 @@ def broadcast_object(obj, src: int = 0):
     return box[0]
 
 
+def gather_objects(obj) -> list:
+    """Every rank's `obj`, in rank order (a one-element list when not distributed)."""
+    if not dist.is_initialized():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def choose_parallel(parallel: str, num_params: int, fsdp_auto_params: int, info: DistInfo) -> str:
     """"none" for one process; else "ddp" or "fsdp" (auto: FSDP2 above fsdp_auto_params parameters)."""
     if not info.is_distributed:

@@ -1,5 +1,6 @@
 """Run logging on rank 0: progress bar (loss, steps/s, ETA), TensorBoard events, a JSONL of metrics, sample videos."""
 
+import importlib.util
 import json
 import logging
 import time
@@ -27,6 +28,7 @@ class RunLogger:
         self.bar = None
         self._last_time = time.perf_counter()
         self._last_step = start_step
+        self._noted_moviepy = False
         if not enabled:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -81,13 +83,14 @@ class RunLogger:
 
     def _tensorboard_video(self, tag: str, video: torch.Tensor, step: int, fps: int) -> None:
         frames = ((video.float().clamp(-1, 1) + 1) / 2).permute(1, 0, 2, 3)  # [C, T, H, W] -> [T, C, H, W]
-        try:
+        if importlib.util.find_spec("moviepy") is not None:
             self.writer.add_video(tag, frames[None], step, fps=fps)
-        except ImportError:  # add_video needs moviepy; the mp4/gif files are the real output
-            if not getattr(self, "_noted_moviepy", False):
-                log.info("moviepy not installed: TensorBoard gets sample frames as images, not videos")
-                self._noted_moviepy = True
-            self.writer.add_images(tag, frames, step, dataformats="NCHW")
+            return
+        # add_video needs moviepy (not a dependency); the mp4/gif files are the real output.
+        if not self._noted_moviepy:
+            log.info("moviepy not installed: TensorBoard gets sample frames as images, not videos")
+            self._noted_moviepy = True
+        self.writer.add_images(tag, frames, step, dataformats="NCHW")
 
     def close(self) -> None:
         if self.bar is not None:

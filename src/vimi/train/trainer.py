@@ -186,8 +186,9 @@ class Trainer:
 
     def _batches(self) -> Iterator[TaskBatch]:
         """This rank's micro-batches from self.step on (a DataLoader over the global sample indices)."""
+        train = self.cfg.train
         sampler = MicroBatchSampler(
-            self.step, self.cfg.train.steps, self.cfg.train.batch_size, self.cfg.train.grad_accum, self.info
+            self.step, train.steps, train.batch_size, train.grad_accum, self.info, train.overfit_batches
         )
         loader = torch.utils.data.DataLoader(
             self.dataset,
@@ -241,6 +242,8 @@ class Trainer:
         raw = dist.full_state_dict(self.model.state_dict())
         ema = dist.full_state_dict(self.ema.state_dict())
         optimizer_state = dist.optimizer_state(self.model, self.optimizer, self.mode)
+        # Every DDP rank must hold the same weights; the digests make that checkable in each checkpoint.
+        digests = dist.gather_objects(ckpt.weights_digest(raw)) if self.mode != "fsdp" else []
         path = None
         if self.info.is_main:
             path = ckpt.save_checkpoint(
@@ -256,6 +259,7 @@ class Trainer:
                     "global_batch": self.cfg.train.batch_size,
                     "world_size": self.info.world_size,
                     "stage": self.cfg.train.stage,
+                    "rank_weight_digests": digests,
                 },
                 keep_last=self.cfg.train.keep_last,
             )
@@ -280,8 +284,10 @@ class Trainer:
 class MicroBatchSampler(torch.utils.data.Sampler):
     """Yields this rank's micro-batches of global sample indices, step after step, from `start_step`."""
 
-    def __init__(self, start_step: int, steps: int, global_batch: int, grad_accum: int, info: dist.DistInfo):
-        self.start_step, self.steps = start_step, steps
+    def __init__(
+        self, start_step: int, steps: int, global_batch: int, grad_accum: int, info: dist.DistInfo, repeat: int = 0
+    ):
+        self.start_step, self.steps, self.repeat = start_step, steps, repeat
         self.global_batch, self.grad_accum = global_batch, grad_accum
         self.rank, self.world_size = info.rank, info.world_size
 
@@ -289,7 +295,8 @@ class MicroBatchSampler(torch.utils.data.Sampler):
         rank_batch = self.global_batch // self.world_size
         micro = rank_batch // self.grad_accum
         for step in range(self.start_step, self.steps):
-            first = step * self.global_batch + self.rank * rank_batch
+            batch_index = step % self.repeat if self.repeat > 0 else step
+            first = batch_index * self.global_batch + self.rank * rank_batch
             for m in range(self.grad_accum):
                 yield list(range(first + m * micro, first + (m + 1) * micro))
 

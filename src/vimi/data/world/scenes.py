@@ -88,8 +88,9 @@ def _forest(x, y, rng, h, w):
 
 
 def _lava_field(x, y, rng, h, w):
-    cracks = np.abs(np.sin(2 * np.pi * (x * 3 + y * 2 + rng.uniform())) * np.sin(2 * np.pi * (x * 2 - y * 3)))
-    return 0.9 * (cracks < 0.12)
+    a, b = rng.uniform(0, 1, 2)
+    flow = np.sin(2 * np.pi * (1.5 * x + a)) * np.sin(2 * np.pi * (1.2 * y + b)) + 0.3 * np.sin(2 * np.pi * (3 * x + 2 * y))
+    return 0.9 * (flow > 0.45)
 
 
 def _city(x, y, rng, h, w):

@@ -95,7 +95,8 @@ def _inside(spec: dict, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         scaled = np.hypot(u / 0.92, v / spec["ry"])
         return (scaled <= 1) & (scaled >= spec["inner"])
     if family == "heart":
-        x, y = u / 0.8, -(v + 0.08) / 0.8  # the classic implicit heart, point down
+        # The classic implicit heart (point down), centred on (0, 0.3): radius <= 1.23 there, scaled to 0.94.
+        x, y = u * 1.31, 0.3 - v * 1.31
         return (x**2 + y**2 - 1) ** 3 - x**2 * y**3 <= 0
     if family == "blob":
         bumps = sum(a * np.cos((k + 2) * theta + p) for k, (a, p) in enumerate(zip(spec["amplitudes"], spec["phases"])))

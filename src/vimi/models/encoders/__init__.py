@@ -6,4 +6,11 @@ from vimi.models.encoders.small import SmallMultimodalEncoder
 
 # The LLM and HF-VLM encoders import transformers (seconds); import them from their modules:
 # vimi.models.encoders.llm.LLMMultimodalEncoder, vimi.models.encoders.hf_vlm.HFVisionLanguageEncoder.
-__all__ = ["EncoderCache", "MultimodalEncoder", "SmallMultimodalEncoder", "build_encoder", "pad_rows", "prompt_key"]
+__all__ = [
+    "EncoderCache",
+    "MultimodalEncoder",
+    "SmallMultimodalEncoder",
+    "build_encoder",
+    "pad_rows",
+    "prompt_key",
+]

@@ -44,13 +44,15 @@ class MultimodalEncoder(nn.Module):
         identity = self.identity()
         keys = [prompt_key(prompt, identity) for prompt in prompts]
         rows: list[Tensor | None] = [self.cache.get(key) for key in keys]
-        missing = [i for i, row in enumerate(rows) if row is None]
-        if missing:
+        first_of_key = {key: i for i, key in reversed(list(enumerate(keys)))}
+        missing = [i for i, row in enumerate(rows) if row is None and first_of_key[keys[i]] == i]
+        if missing:  # each distinct missing prompt is encoded once
             tokens, mask = self._encode_batch([prompts[i] for i in missing])
             for j, i in enumerate(missing):
                 row = tokens[j][mask[j]].detach()  # [L_i, D]: the valid tokens only
                 self.cache.put(keys[i], row)
                 rows[i] = row
+            rows = [row if row is not None else rows[first_of_key[key]] for row, key in zip(rows, keys)]
         return pad_rows([row.to(self.device) for row in rows])
 
     def forward(self, prompts: list[MultimodalPrompt]) -> tuple[Tensor, Tensor]:
@@ -77,7 +79,9 @@ class MultimodalEncoder(nn.Module):
             digest.update(json.dumps(asdict(self.cfg), sort_keys=True, default=str).encode())
             for name, tensor in [*self.named_parameters(), *self.named_buffers()]:
                 digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-                digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+                digest.update(
+                    tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+                )
             self._identity = (version, digest.hexdigest())
         return self._identity[1]
 

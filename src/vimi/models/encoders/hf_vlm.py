@@ -33,7 +33,9 @@ class HFVisionLanguageEncoder(MultimodalEncoder):
         self.image_token = getattr(processor, "image_token", None) or "<image>"
         self.out_dim = model.config.get_text_config().hidden_size
         # An empty prompt is encoded as this one token so that its row still has a valid token.
-        self.null_text = self.tokenizer.bos_token or self.tokenizer.eos_token or self.tokenizer.pad_token or " "
+        self.null_text = (
+            self.tokenizer.bos_token or self.tokenizer.eos_token or self.tokenizer.pad_token or " "
+        )
 
     @classmethod
     def from_config(cls, cfg: EncoderConfig) -> "HFVisionLanguageEncoder":

@@ -25,7 +25,9 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
         # [B, L, 3*D] -> 3 x [B, heads, L, D/heads]
-        q, k, v = rearrange(self.qkv(self.norm1(x)), "b l (three h d) -> three b h l d", three=3, h=self.heads)
+        q, k, v = rearrange(
+            self.qkv(self.norm1(x)), "b l (three h d) -> three b h l d", three=3, h=self.heads
+        )
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # [B, 1, 1, L]
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         x = x + self.proj(rearrange(attended, "b h l d -> b l (h d)"))

@@ -1,0 +1,253 @@
+"""Grounding metrics on GroundedWorld, computed from pixels with the world's exact ground truth.
+
+Per video (see `GroundingScorer.score`):
+  subject      N-way identification: every candidate sprite (the prompted subject + N-1 distractor
+               subjects of the same split) is fitted to the foreground with the world's renderer (angle
+               searched, scale and centre from the mask); the prompted subject must give the lowest error
+               summed over frames AND explain the foreground (error <= (1 - min_explained) x background-only
+               error) in at least half of the frames.
+  motion       the winning subject's tracked centre, log-scale and rotation are classified into the world's
+               13 motion classes by least-squares trajectory models (`classify_motion`); correct if equal
+               to the caption's motion. Single-subject videos.
+  scene        nearest scene background (median per-pixel L1 over all pixels and frames, robust to the
+               subject) among every variant of every scene, accepted if within max_scene_distance.
+  consistency  fraction of frames whose own identification (valid fit) equals the video's identification.
+  two_subject  two-subject videos: in at least half of the frames, the two largest foreground parts are
+               identified (valid fits) as exactly the two prompted subjects.
+  psnr / ssim  video prediction: frames after the given ones against the true continuation.
+A video that shows nothing subject-like (noise, an empty scene) is scored wrong, never guessed.
+"""
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from vimi.config import EvalConfig
+from vimi.data.world.motions import BOUNCE_HEIGHT, MOTIONS, SIZE_RATIO, SPIN_TURNS, TRAVEL
+from vimi.data.world.render import WorldRenderer
+from vimi.eval.tracking import SubjectTracker, TemplateFit, to_frames
+
+ACCURACY_METRICS = ("subject", "motion", "scene", "consistency", "two_subject")
+PSNR_CAP = 100.0
+"""PSNR of identical frames (infinite) is reported as this many dB."""
+
+# Motion thresholds: half of the smallest change the world's slow speed makes, so slow motions are
+# detected with a 2x margin and pixel noise of a still subject stays far below them.
+MIN_TRAVEL = TRAVEL["slow"] / 2  # fraction of the frame side
+MIN_LOG_SCALE = float(np.log(SIZE_RATIO["slow"])) / 2
+MIN_HOP = BOUNCE_HEIGHT / 2
+MIN_TURNS = SPIN_TURNS["slow"] / 2
+STILL_SPREAD = 0.04
+"""A still subject's centre stays within this fraction of the side (std) and its log-scale within 2x this."""
+SPIN_GAIN = 0.7
+"""A spin must lower the best constant-angle fitting error to this fraction or less."""
+TRANSLATIONS = {m.id: np.asarray(m.direction) / np.hypot(*m.direction) for m in MOTIONS if m.kind == "translate"}
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """What a video should show: renderer subject indices (1 or 2), their motion ids, the scene index."""
+
+    subjects: tuple[int, ...]
+    motions: tuple[str, ...]
+    scene: int
+
+
+@dataclass
+class VideoScore:
+    """Per-video results; a metric that does not apply to the video is None."""
+
+    subject: float | None = None
+    motion: float | None = None
+    scene: float | None = None
+    consistency: float | None = None
+    two_subject: float | None = None
+    psnr: float | None = None
+    ssim: float | None = None
+    predicted_subjects: list[int] | None = None
+    predicted_motion: str | None = None
+    predicted_scene: int | None = None
+
+    def metrics(self) -> dict[str, float]:
+        """The metric values that apply (name -> value)."""
+        names = (*ACCURACY_METRICS, "psnr", "ssim")
+        return {k: v for k, v in asdict(self).items() if k in names and v is not None}
+
+
+class GroundingScorer:
+    """Scores generated videos of a world's subjects and scenes against what their prompts asked for."""
+
+    def __init__(self, renderer: WorldRenderer, cfg: EvalConfig, candidate_pool: Sequence[int]):
+        self.renderer = renderer
+        self.cfg = cfg
+        self.pool = list(candidate_pool)
+        self.tracker = SubjectTracker(renderer, cfg.grounding_angle_steps, cfg.grounding_fg_threshold)
+
+    def chance(self) -> dict[str, float]:
+        """Each accuracy metric's chance level for this scorer (uniform guessing)."""
+        n = max(min(self.cfg.grounding_candidates, len(self.pool)), 2)
+        return {
+            "subject": 1 / n,
+            "motion": 1 / len(MOTIONS),
+            "scene": 1 / len(self.renderer.scenes),
+            "consistency": 1 / n,
+            "two_subject": 2 / (n * (n - 1)),
+        }
+
+    def candidates(self, truth: GroundTruth, key: str) -> list[int]:
+        """The prompted subjects + distractors from the pool, up to grounding_candidates, fixed per `key`."""
+        others = [s for s in self.pool if s not in truth.subjects]
+        seed = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
+        wanted = max(self.cfg.grounding_candidates - len(truth.subjects), 0)
+        picked = np.random.default_rng(seed).permutation(len(others))[:wanted]
+        return sorted([*truth.subjects, *(others[i] for i in picked)])
+
+    def score(self, video, truth: GroundTruth, key: str = "", reference=None, given_frames: int = 0) -> VideoScore:
+        """Score one video (tensor [C, T, H, W] in [-1, 1] or uint8 [T, H, W, 3]) against `truth`.
+
+        With `reference` (the true video), PSNR/SSIM of frames after the first `given_frames` are added.
+        """
+        tracker, cfg = self.tracker, self.cfg
+        frames = to_frames(video, self.renderer.height, self.renderer.width)
+        out = VideoScore()
+        match = tracker.match_background(frames)
+        scene_ok = match.distance <= cfg.grounding_max_scene_distance
+        out.predicted_scene = match.scene if scene_ok else None
+        out.scene = float(scene_ok and match.scene == truth.scene)
+
+        candidates = self.candidates(truth, key)
+        mask = tracker.foreground(frames, match)
+        if len(truth.subjects) == 1:
+            fit = tracker.fit(frames, match, mask[None], candidates)[0]
+            winner, valid, per_frame = self._identify(fit, candidates)
+            out.predicted_subjects = [winner] if valid else []
+            out.subject = float(valid and winner == truth.subjects[0])
+            out.consistency = float(np.mean(per_frame == winner)) if valid else 0.0
+            out.predicted_motion = self._motion(fit, candidates.index(winner), winner) if valid else None
+            out.motion = float(out.predicted_motion == truth.motions[0])
+        else:
+            parts = tracker.components(mask, len(truth.subjects))
+            fits = tracker.fit(frames, match, parts, candidates)
+            per_frame = np.stack([self._identify(f, candidates)[2] for f in fits])  # [K, T], -1 = no valid fit
+            wanted = sorted(truth.subjects)
+            frame_ok = [sorted(per_frame[:, t]) == wanted for t in range(per_frame.shape[1])]
+            out.two_subject = float(np.mean(frame_ok) >= cfg.grounding_min_frames)
+            found = {int(s) for s in per_frame.ravel() if s >= 0}
+            out.predicted_subjects = sorted(found)
+        if reference is not None:
+            out.psnr, out.ssim = prediction_scores(frames, to_frames(reference, *frames.shape[1:3]), given_frames)
+        return out
+
+    def _identify(self, fit: TemplateFit, candidates: list[int]) -> tuple[int, bool, np.ndarray]:
+        """(video winner, whether it explains the foreground in enough frames, per-frame winners [T] (-1 invalid))."""
+        best = fit.errors.min(axis=1)  # [C, T] best angle per candidate and frame
+        winner_index = int(best[:, fit.present].sum(axis=1).argmin()) if fit.present.any() else 0
+        frame_winner = best.argmin(axis=0)  # [T]
+        explained = 1 - best.min(axis=0) / np.maximum(fit.baseline, 1e-6)
+        frame_valid = fit.present & (explained >= self.cfg.grounding_min_explained)
+        per_frame = np.where(frame_valid, np.asarray(candidates)[frame_winner], -1)
+        winner_valid = fit.present & (1 - best[winner_index] / np.maximum(fit.baseline, 1e-6) >= self.cfg.grounding_min_explained)
+        valid = bool(np.mean(winner_valid) >= self.cfg.grounding_min_frames)
+        return candidates[winner_index], valid, per_frame
+
+    def _motion(self, fit: TemplateFit, column: int, subject: int) -> str | None:
+        """Classify the tracked trajectory of candidate `column` (renderer index `subject`)."""
+        errors = fit.errors[column]  # [A, T]
+        turns, start, gain = fit_rotation(errors, fit.present)
+        steps = len(self.tracker.angles)
+        progress = np.linspace(0, 1, errors.shape[1])
+        angles = (start + turns * progress) * 2 * np.pi
+        if gain > SPIN_GAIN:  # no rotation explains the frames better than a fixed angle
+            angles = np.full_like(progress, self.tracker.angles[errors[:, fit.present].sum(axis=1).argmin()] if fit.present.any() else 0.0)
+        del steps
+        centres, scales = self.tracker.centre_track(fit, subject, angles)
+        keep = fit.present
+        if keep.sum() < max(3, len(keep) // 2):
+            return None
+        side = self.renderer.side
+        return classify_motion(progress[keep], centres[keep] / side, np.log(scales[keep]), turns if gain <= SPIN_GAIN else 0.0)
+
+
+def fit_rotation(errors: np.ndarray, present: np.ndarray, max_turns: float = 1.0) -> tuple[float, float, float]:
+    """Best constant-rate rotation through per-frame angle errors [A, T]: (total turns, start turn, gain).
+
+    Tries every start angle and every whole-clip rotation that moves a whole number of angle steps
+    per clip; gain = best rotating error / best fixed-angle error (< 1: rotation explains the frames better).
+    """
+    steps, frames = errors.shape
+    progress = np.linspace(0, 1, frames)
+    rates = np.arange(-int(max_turns * steps), int(max_turns * steps) + 1)  # angle steps per clip
+    shifts = np.rint(rates[:, None] * progress[None, :]).astype(np.int64)  # [R, T]
+    index = (np.arange(steps)[:, None, None] + shifts[None]) % steps  # [A, R, T]
+    cost = (errors[index, np.arange(frames)[None, None, :]] * present[None, None, :]).sum(axis=-1)  # [A, R]
+    start, rate = np.unravel_index(int(cost.argmin()), cost.shape)
+    fixed = cost[:, rates == 0].min()
+    gain = float(cost[start, rate] / max(fixed, 1e-9))
+    return float(rates[rate] / steps), float(start / steps), gain
+
+
+def classify_motion(progress: np.ndarray, centres: np.ndarray, log_scales: np.ndarray, turns: float) -> str | None:
+    """The world motion class of a trajectory, or None when no class model fits it.
+
+    progress [T] in [0, 1]; centres [T, 2] in frame sides; log_scales [T]; turns: fitted total rotation.
+    Each class is a least-squares model of the signals over progress (translation: linear centre; bounce:
+    |sin| hops; grow/shrink: linear log-scale; spin: constant-rate rotation) that must reach half the
+    world's slow-speed magnitude and explain >= 80% of the signal's variance; shuffled frames fit none.
+    """
+    if abs(turns) >= MIN_TURNS:
+        return "spin"
+    slope, fit = _linear_fit(progress, log_scales)
+    if abs(slope) >= MIN_LOG_SCALE and fit >= 0.8:
+        return "grow" if slope > 0 else "shrink"
+    x, y = centres[:, 0], centres[:, 1]
+    slope_x, _ = _linear_fit(progress, x)
+    for hops in (1, 2):
+        basis = np.stack([np.ones_like(progress), progress, -np.abs(np.sin(np.pi * hops * progress))], axis=1)
+        coef, *_ = np.linalg.lstsq(basis, y, rcond=None)
+        explained = 1 - np.sum((basis @ coef - y) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-12)
+        if coef[2] >= MIN_HOP and explained >= 0.8 and abs(coef[1]) < coef[2] and abs(slope_x) < MIN_TRAVEL:
+            return "bounce"
+    slope_y, _ = _linear_fit(progress, y)
+    residual = _residual(progress, x) + _residual(progress, y)
+    total = np.sum((x - x.mean()) ** 2) + np.sum((y - y.mean()) ** 2)
+    if np.hypot(slope_x, slope_y) >= MIN_TRAVEL and 1 - residual / max(total, 1e-12) >= 0.8:
+        direction = np.array([slope_x, slope_y]) / np.hypot(slope_x, slope_y)
+        return max(TRANSLATIONS, key=lambda m: float(TRANSLATIONS[m] @ direction))
+    spread = np.sqrt(x.var() + y.var())
+    if spread <= STILL_SPREAD and np.ptp(log_scales) <= 2 * STILL_SPREAD * 2:
+        return "still"
+    return None
+
+
+def _linear_fit(progress: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """(slope over the whole clip, fraction of variance explained) of a least-squares line."""
+    slope, intercept = np.polyfit(progress, values, 1)
+    total = np.sum((values - values.mean()) ** 2)
+    residual = np.sum((values - (slope * progress + intercept)) ** 2)
+    return float(slope), float(1 - residual / total) if total > 1e-12 else 0.0
+
+
+def _residual(progress: np.ndarray, values: np.ndarray) -> float:
+    slope, intercept = np.polyfit(progress, values, 1)
+    return float(np.sum((values - (slope * progress + intercept)) ** 2))
+
+
+def prediction_scores(frames: np.ndarray, reference: np.ndarray, given_frames: int) -> tuple[float, float]:
+    """(PSNR in dB, SSIM) of the frames after the first `given_frames`, both [T, H, W, 3] in [0, 1]."""
+    from skimage.metrics import structural_similarity
+
+    count = min(len(frames), len(reference))
+    fake, real = frames[given_frames:count], reference[given_frames:count]
+    if len(fake) == 0:
+        raise ValueError(f"no frames to score after {given_frames} given frame(s) of {count}")
+    mse = float(np.mean((fake.astype(np.float64) - real) ** 2))
+    psnr = min(PSNR_CAP, 10 * np.log10(1 / mse)) if mse > 0 else PSNR_CAP
+    # Wang et al. (2004) settings: 11x11 Gaussian window, sigma 1.5, population statistics.
+    ssim = np.mean([
+        structural_similarity(f, r, channel_axis=-1, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                              use_sample_covariance=False)
+        for f, r in zip(fake, real)
+    ])  # fmt: skip
+    return float(psnr), float(ssim)

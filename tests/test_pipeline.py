@@ -1,0 +1,168 @@
+"""VimiPipeline: determinism, per-sample seeds, batch invariance, save/load, guidance, input checks."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from vimi.errors import CheckpointError, ConfigError, PromptError
+from vimi.pipeline import VimiPipeline, check_sample_size, to_prompt
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_checkpoint: Path) -> VimiPipeline:
+    return VimiPipeline.from_pretrained(tiny_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def subject_prompt(real_photos: dict[str, Path]) -> str:
+    return f"A <image:{real_photos['cat.png']}> spins in <image:{real_photos['astronaut.jpg']}>"
+
+
+def generate(pipe: VimiPipeline, prompt, **kwargs) -> torch.Tensor:
+    return pipe(prompt, progress=False, **kwargs)
+
+
+def test_output_shape_range_and_defaults(pipe, subject_prompt):
+    video = generate(pipe, subject_prompt, seed=0)
+    sample = pipe.cfg.sample
+    assert video.shape == (1, 3, sample.num_frames, sample.height, sample.width)
+    assert video.min() >= -1 and video.max() <= 1
+    assert video.std() > 0.05  # not a constant image
+    wide = generate(pipe, "a red ball", num_frames=2, height=8, width=24, steps=2, seed=0)
+    assert wide.shape == (1, 3, 2, 8, 24)
+
+
+def test_same_seed_same_video_and_different_seed_different_video(pipe, subject_prompt):
+    first, again = generate(pipe, subject_prompt, seed=7), generate(pipe, subject_prompt, seed=7)
+    other = generate(pipe, subject_prompt, seed=8)
+    assert torch.equal(first, again)
+    assert (first - other).abs().mean() > 1e-2
+
+
+def test_batch_equals_per_sample_results(pipe, subject_prompt, real_photos):
+    # Prompts of different lengths (padding), tasks and a first frame for one of them.
+    prompts = [subject_prompt, "a small blue cube slides left", "the cat jumps"]
+    frames = [None, None, real_photos["cat.jpg"]]
+    batch = generate(pipe, prompts, first_frame=frames, seed=[11, 5, 3])
+    assert batch.shape[0] == 3
+    for i, (prompt, frame, seed) in enumerate(zip(prompts, frames, [11, 5, 3])):
+        single = generate(pipe, prompt, first_frame=frame, seed=seed)
+        torch.testing.assert_close(batch[i : i + 1], single, atol=1e-4, rtol=0)
+    # seed=int gives sample i the seed seed + i
+    torch.testing.assert_close(
+        generate(pipe, prompts[:2], seed=4)[1:], generate(pipe, prompts[1], seed=5), atol=1e-4, rtol=0
+    )
+
+
+def test_save_load_round_trip_gives_identical_outputs(pipe, subject_prompt, tmp_path):
+    saved = pipe.save_pretrained(tmp_path / "copy")
+    assert sorted(p.name for p in saved.iterdir()) == ["COMPLETE", "config.json", "model.safetensors"]
+    assert not list(tmp_path.glob(".copy.tmp-*"))  # the temp folder was renamed, not left behind
+    loaded = VimiPipeline.from_pretrained(saved, device="cpu")
+    assert torch.equal(generate(pipe, subject_prompt, seed=3), generate(loaded, subject_prompt, seed=3))
+    # Saving over an existing folder replaces it atomically.
+    pipe.save_pretrained(tmp_path / "copy")
+    assert (tmp_path / "copy" / "COMPLETE").is_file()
+
+
+def test_guidance_scales_change_the_video(pipe, subject_prompt):
+    videos = {
+        scales: generate(pipe, subject_prompt, seed=1, guidance_text=scales[0], guidance_image=scales[1])
+        for scales in [(1.0, 1.0), (4.0, 1.0), (1.0, 4.0), (4.0, 4.0)]
+    }
+    keys = list(videos)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            assert (videos[a] - videos[b]).abs().mean() > 1e-3, f"guidance {a} and {b} gave the same video"
+
+
+def test_first_frame_conditions_the_video(pipe, real_photos):
+    cat = generate(pipe, "it moves", first_frame=real_photos["cat.png"], seed=0)
+    rocket = generate(pipe, "it moves", first_frame=real_photos["rocket.png"], seed=0)
+    assert (cat - rocket).abs().mean() > 1e-3
+    prompt = pipe.prepare_prompt("it moves", first_frame=real_photos["cat.png"])
+    assert prompt.task == "predict" and len(prompt.images) == 1
+    assert prompt.text.startswith("Generate a video with the text and first frame:")
+
+
+def test_prepare_prompt_picks_the_task(pipe, subject_prompt):
+    subject = pipe.prepare_prompt(subject_prompt)
+    assert subject.task == "subject" and len(subject.images) == 2
+    assert subject.text.startswith("Generate a video with the text and image(s):")
+    assert pipe.prepare_prompt("a red ball").task == "t2v"
+
+
+def test_index_grounds_a_text_only_prompt(pipe, real_photos, tmp_path, monkeypatch):
+    from vimi.retrieval import retrieve
+
+    hits = [retrieve.RetrievedExample("a cat", str(real_photos["cat.png"]), 3.0)]
+    seen = {}
+
+    def fake_retrieve(text, index, k=4, min_score=0.0):
+        seen.update(text=text, index=index, k=k)
+        return hits
+
+    monkeypatch.setattr(retrieve, "retrieve_examples", fake_retrieve)
+    prompt = pipe.prepare_prompt("a cat runs", index="my-index")
+    assert seen == {"text": "a cat runs", "index": "my-index", "k": pipe.cfg.retrieval.k}
+    assert prompt.task == "retrieval_t2v" and [i.path for i in prompt.images] == [str(real_photos["cat.png"])]
+    assert "a cat" in prompt.text and prompt.text.endswith("+ a cat runs")
+    grounded = generate(pipe, "a cat runs", index="my-index", seed=0)
+    plain = generate(pipe, "a cat runs", seed=0)
+    assert (grounded - plain).abs().mean() > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"num_frames": 2000}, "frames=2000"),
+        ({"height": 18}, "height=18 is not divisible"),
+        ({"width": 8192}, "width=8192 is out of range"),
+        ({"steps": 0}, "steps=0"),
+        ({"sampler": "ddim"}, "unknown sampler 'ddim'"),
+        ({"seed": [1, 2]}, "2 seeds given for 1 prompts"),
+    ],
+)
+def test_bad_arguments_raise_config_errors_naming_them(pipe, kwargs, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+        generate(pipe, "a red ball", **kwargs)
+
+
+def test_bad_prompts_raise_prompt_errors(pipe, real_photos, tmp_path):
+    with pytest.raises(PromptError, match=r"not found: .*missing\.png"):
+        generate(pipe, "A <image:missing.png> spins")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(PromptError, match=r"broken\.png"):
+        generate(pipe, f"A <image:{broken}> spins")
+    with pytest.raises(PromptError, match="1 <image> placeholder"):
+        to_prompt("A <image> spins in <image:x.png>", images=[], base_dir=tmp_path)
+
+
+def test_check_sample_size_suggests_a_valid_size():
+    with pytest.raises(ConfigError, match="try 16"):
+        check_sample_size(4, 18, 16, (1, 4, 4))
+    check_sample_size(1024, 4096, 4096, (1, 4, 4))
+
+
+def test_loading_refuses_incomplete_and_mismatched_checkpoints(tiny_checkpoint, tmp_path):
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(tiny_checkpoint, incomplete)
+    (incomplete / "COMPLETE").unlink()
+    with pytest.raises(CheckpointError, match="COMPLETE"):
+        VimiPipeline.from_pretrained(incomplete)
+    wider = tmp_path / "wider"
+    shutil.copytree(tiny_checkpoint, wider)
+    config = json.loads((wider / "config.json").read_text())
+    config["model"]["backbone"]["depth"] = 2
+    (wider / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="missing key"):
+        VimiPipeline.from_pretrained(wider)
+
+
+def test_progress_bar_is_shown_on_request(pipe, capsys):
+    pipe("a red ball", steps=2, progress=True)
+    assert "heun" in capsys.readouterr().err
