@@ -40,7 +40,7 @@ MIN_LOG_SCALE = float(np.log(SIZE_RATIO["slow"])) / 2
 MIN_HOP = BOUNCE_HEIGHT / 2
 MIN_TURNS = SPIN_TURNS["slow"] / 2
 STILL_SPREAD = 0.04
-"""A still subject's centre stays within this fraction of the side (std) and its log-scale within 2x this."""
+"""A still subject's centre varies by at most this fraction of the side (std); its log-scale by < MIN_LOG_SCALE."""
 SPIN_GAIN = 0.7
 """A spin must lower the best constant-angle fitting error to this fraction or less."""
 TRANSLATIONS = {m.id: np.asarray(m.direction) / np.hypot(*m.direction) for m in MOTIONS if m.kind == "translate"}
@@ -153,21 +153,19 @@ class GroundingScorer:
         return candidates[winner_index], valid, per_frame
 
     def _motion(self, fit: TemplateFit, column: int, subject: int) -> str | None:
-        """Classify the tracked trajectory of candidate `column` (renderer index `subject`)."""
-        errors = fit.errors[column]  # [A, T]
-        turns, start, gain = fit_rotation(errors, fit.present)
-        steps = len(self.tracker.angles)
-        progress = np.linspace(0, 1, errors.shape[1])
-        angles = (start + turns * progress) * 2 * np.pi
-        if gain > SPIN_GAIN:  # no rotation explains the frames better than a fixed angle
-            angles = np.full_like(progress, self.tracker.angles[errors[:, fit.present].sum(axis=1).argmin()] if fit.present.any() else 0.0)
-        del steps
-        centres, scales = self.tracker.centre_track(fit, subject, angles)
+        """Classify the tracked trajectory of candidate `column` (renderer index `subject`); None if too few frames."""
         keep = fit.present
         if keep.sum() < max(3, len(keep) // 2):
             return None
+        errors = fit.errors[column]  # [A, T]
+        progress = np.linspace(0, 1, errors.shape[1])
+        turns, start, gain = fit_rotation(errors, keep)
+        if gain > SPIN_GAIN:  # no rotation explains the frames clearly better than a fixed angle
+            turns, start = 0.0, float(errors[:, keep].sum(axis=1).argmin()) / len(self.tracker.angles)
+        angles = (start + turns * progress) * 2 * np.pi
+        centres, scales = self.tracker.centre_track(fit, subject, angles)
         side = self.renderer.side
-        return classify_motion(progress[keep], centres[keep] / side, np.log(scales[keep]), turns if gain <= SPIN_GAIN else 0.0)
+        return classify_motion(progress[keep], centres[keep] / side, np.log(scales[keep]), turns)
 
 
 def fit_rotation(errors: np.ndarray, present: np.ndarray, max_turns: float = 1.0) -> tuple[float, float, float]:
@@ -216,7 +214,7 @@ def classify_motion(progress: np.ndarray, centres: np.ndarray, log_scales: np.nd
         direction = np.array([slope_x, slope_y]) / np.hypot(slope_x, slope_y)
         return max(TRANSLATIONS, key=lambda m: float(TRANSLATIONS[m] @ direction))
     spread = np.sqrt(x.var() + y.var())
-    if spread <= STILL_SPREAD and np.ptp(log_scales) <= 2 * STILL_SPREAD * 2:
+    if spread <= STILL_SPREAD and np.ptp(log_scales) <= MIN_LOG_SCALE:
         return "still"
     return None
 
