@@ -98,7 +98,9 @@ def cpu_comparison(args: argparse.Namespace) -> None:
     video_tokens = grid[0] * grid[1] * grid[2]
 
     ours = VideoDiT(
-        BackboneConfig(hidden=hidden, depth=depth, heads=heads, patch_h=patch, patch_w=patch, context_frames=False),
+        BackboneConfig(
+            hidden=hidden, depth=depth, heads=heads, patch_h=patch, patch_w=patch, context_frames=False
+        ),
         in_channels=channels,
         cond_dim=hidden,
     )
@@ -144,8 +146,12 @@ def cpu_comparison(args: argparse.Namespace) -> None:
     timings = time_alternating({"ours": step_ours, "theirs": step_theirs}, args.warmup, args.steps)
 
     print(f"threads={torch.get_num_threads()} batch={batch} video_tokens={video_tokens} text_tokens={text}")
-    print(f"VideoDiT                     params={params_ours / 1e6:.2f}M  step={timings['ours'] * 1e3:.1f} ms")
-    print(f"CogVideoXTransformer3DModel  params={params_theirs / 1e6:.2f}M  step={timings['theirs'] * 1e3:.1f} ms")
+    print(
+        f"VideoDiT                     params={params_ours / 1e6:.2f}M  step={timings['ours'] * 1e3:.1f} ms"
+    )
+    print(
+        f"CogVideoXTransformer3DModel  params={params_theirs / 1e6:.2f}M  step={timings['theirs'] * 1e3:.1f} ms"
+    )
     print(f"params ratio ours/theirs = {params_ours / params_theirs:.3f}")
     print(f"time ratio ours/theirs = {timings['ours'] / timings['theirs']:.3f} (target <= 0.8)")
 
@@ -180,13 +186,17 @@ def cuda_mfu(args: argparse.Namespace) -> None:
     flops = 3 * batch * videodit_forward_flops(model, video_tokens, text, cond_dim)  # forward + 2x backward
     achieved = flops / seconds / 1e12
     print(f"VideoDiT params={count_parameters(model) / 1e9:.3f}B batch={batch} video_tokens={video_tokens}")
-    print(f"step={seconds * 1e3:.1f} ms  model FLOPs/step={flops / 1e12:.2f} TFLOP  achieved={achieved:.1f} TFLOP/s")
+    print(
+        f"step={seconds * 1e3:.1f} ms  model FLOPs/step={flops / 1e12:.2f} TFLOP  achieved={achieved:.1f} TFLOP/s"
+    )
     print(f"bf16 MFU = {achieved / args.peak_tflops:.3f} (peak {args.peak_tflops} TFLOP/s)")
     print(f"peak memory = {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)

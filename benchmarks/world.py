@@ -31,7 +31,9 @@ def bench_render(frames: int, size: int, videos: int, batch: int) -> tuple[float
     pool = np.arange(cfg.num_train_subjects)
     rng = np.random.default_rng(0)
     run = lambda n: renderer.render_batch(  # noqa: E731
-        (plan := plan_videos(rng, n, pool, len(SCENES), frames, size, size, 0.3, cfg.background_variants)).background_index,
+        (
+            plan := plan_videos(rng, n, pool, len(SCENES), frames, size, size, 0.3, cfg.background_variants)
+        ).background_index,
         plan.subjects,
         plan.poses,
     )
@@ -61,7 +63,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--videos", type=int, default=8192)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--build", choices=["tiny", "small", "large", "gpu"], default=None, help="also time a full build")
+    parser.add_argument(
+        "--build", choices=["tiny", "small", "large", "gpu"], default=None, help="also time a full build"
+    )
     parser.add_argument("--out", default=None, help="folder for --build (default: a temporary folder)")
     args = parser.parse_args()
     print(f"cpu cores visible: {len(os.sched_getaffinity(0))}; numpy {np.__version__}")
@@ -70,7 +74,9 @@ def main() -> None:
         f"render   {args.frames}x{args.size}x{args.size}: {wall:,.0f} videos/s wall, {cpu:,.0f} videos per CPU-second"
         f" (single process, batch {args.batch})"
     )
-    print(f"encode   lossless mp4: {bench_encode(args.frames, args.size, 200):,.0f} videos/s (noise frames: worst case)")
+    print(
+        f"encode   lossless mp4: {bench_encode(args.frames, args.size, 200):,.0f} videos/s (noise frames: worst case)"
+    )
     if args.build:
         out = Path(args.out or tempfile.mkdtemp(prefix="world-bench-")) / args.build
         start = time.perf_counter()

@@ -95,23 +95,23 @@ def test_prepare_prompt_picks_the_task(pipe, subject_prompt):
     assert pipe.prepare_prompt("a red ball").task == "t2v"
 
 
-def test_index_grounds_a_text_only_prompt(pipe, real_photos, tmp_path, monkeypatch):
-    from vimi.retrieval import retrieve
+def test_index_grounds_a_text_only_prompt(pipe, tmp_path):
+    from vimi.config import RetrievalConfig, WorldConfig
+    from vimi.data.world import build_world, load_world
+    from vimi.retrieval import build_index
 
-    hits = [retrieve.RetrievedExample("a cat", str(real_photos["cat.png"]), 3.0)]
-    seen = {}
-
-    def fake_retrieve(text, index, k=4, min_score=0.0):
-        seen.update(text=text, index=index, k=k)
-        return hits
-
-    monkeypatch.setattr(retrieve, "retrieve_examples", fake_retrieve)
-    prompt = pipe.prepare_prompt("a cat runs", index="my-index")
-    assert seen == {"text": "a cat runs", "index": "my-index", "k": pipe.cfg.retrieval.k}
-    assert prompt.task == "retrieval_t2v" and [i.path for i in prompt.images] == [str(real_photos["cat.png"])]
-    assert "a cat" in prompt.text and prompt.text.endswith("+ a cat runs")
-    grounded = generate(pipe, "a cat runs", index="my-index", seed=0)
-    plain = generate(pipe, "a cat runs", seed=0)
+    build_world(WorldConfig(preset="tiny"), tmp_path / "world")
+    world = load_world(tmp_path / "world")
+    build_index(world.memory_dir, tmp_path / "index", RetrievalConfig(), progress=False)
+    subject = world.subjects_in("heldout")[0]
+    caption = f"A {subject.name} spins quickly in the forest."
+    prompt = pipe.prepare_prompt(caption, index=tmp_path / "index")
+    assert prompt.task == "retrieval_t2v" and prompt.text.endswith(f"+ {caption}")
+    assert prompt.text.startswith("Generate a video with the retrieved text-image pairs:")
+    assert 1 <= len(prompt.images) <= pipe.cfg.retrieval.k
+    assert str(world.reference_image(subject.id)) in [image.path for image in prompt.images]
+    grounded = generate(pipe, caption, index=tmp_path / "index", seed=0)
+    plain = generate(pipe, caption, seed=0)
     assert (grounded - plain).abs().mean() > 1e-3
 
 
@@ -166,3 +166,9 @@ def test_loading_refuses_incomplete_and_mismatched_checkpoints(tiny_checkpoint, 
 def test_progress_bar_is_shown_on_request(pipe, capsys):
     pipe("a red ball", steps=2, progress=True)
     assert "heun" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is missing")
+def test_asking_for_cuda_without_a_gpu_names_the_fix(tiny_checkpoint):
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        VimiPipeline.from_pretrained(tiny_checkpoint, device="cuda")

@@ -343,6 +343,8 @@ class EvalConfig:
     """A subject fit is valid when it removes at least this fraction of the background-only error."""
     grounding_min_frames: float = 0.5
     """Fraction of frames that must hold a valid fit for a subject to count as present."""
+    grounding_frames: int = 4
+    """Frames (evenly spaced) on which every candidate is fitted for identification; motion uses all frames."""
     grounding_max_scene_distance: float = 0.1
     """The nearest scene background must be within this median per-pixel L1 distance (0..1) to count."""
     bootstrap_samples: int = 1000

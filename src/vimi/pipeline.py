@@ -92,6 +92,8 @@ class VimiPipeline:
     def __init__(self, model: torch.nn.Module, cfg: VimiConfig, device: str | torch.device | None = None):
         self.cfg = cfg
         self.device = torch.device(device) if device is not None else default_device()
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} was asked for, but CUDA is not available; use cpu")
         self.model = model.to(self.device).eval()
 
     # ----------------------------------------------------------------------------------------------

@@ -154,3 +154,20 @@ def test_parameter_count_grows_with_size():
     small = count_parameters(VideoDiT(BackboneConfig(size="debug"), 3, COND_DIM))
     bigger = count_parameters(VideoDiT(BackboneConfig(size="debug", depth=4), 3, COND_DIM))
     assert bigger > small
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    from vimi.models.rope import apply_rope, rope_3d_tables
+
+    grid, head_dim = (4, 4, 4), 16
+    rotations = rope_3d_tables(grid, head_dim, torch.device("cpu"))
+    q, k = torch.randn(head_dim), torch.randn(head_dim)
+
+    def score(query_pos, key_pos):
+        index = [t * 16 + h * 4 + w for t, h, w in (query_pos, key_pos)]
+        rotated_q = apply_rope(q.expand(1, 1, 64, head_dim), rotations)[0, 0, index[0]]
+        rotated_k = apply_rope(k.expand(1, 1, 64, head_dim), rotations)[0, 0, index[1]]
+        return torch.dot(rotated_q, rotated_k)
+
+    torch.testing.assert_close(score((0, 1, 0), (1, 2, 2)), score((2, 2, 1), (3, 3, 3)))
+    assert not torch.allclose(score((0, 1, 0), (1, 2, 2)), score((0, 1, 0), (1, 2, 3)))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from vimi.serve.examples import world_examples
+
 CHROMIUM = Path("/usr/bin/chromium")
 # Offline, deterministic Chromium: no GPU, no QUIC, no background or first-run traffic.
 CHROMIUM_ARGS = [
@@ -54,7 +56,16 @@ def wait_until_serving(url: str, server: subprocess.Popen, timeout: float = 90.0
 
 
 @pytest.fixture(scope="module")
-def server_url(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GroundedWorld for the examples gallery."""
+    from vimi.config import WorldConfig
+    from vimi.data.world import build_world
+
+    return build_world(WorldConfig(preset="tiny"), tmp_path_factory.mktemp("world") / "world").out_dir
+
+
+@pytest.fixture(scope="module")
+def server_url(tiny_checkpoint: Path, world_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """`vimi serve` on a free localhost port, as a user would start it."""
     port = free_port()
     env = {
@@ -72,7 +83,7 @@ def server_url(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
         "--port",
         str(port),
     ]
-    command += ["--device", "cpu"]
+    command += ["--world", str(world_dir), "--device", "cpu"]
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -102,23 +113,16 @@ def page(tmp_path_factory: pytest.TempPathFactory):
             context.close()
 
 
-def test_upload_two_images_generate_and_play(page, server_url, real_photos, tmp_path):
+def test_upload_two_images_generate_and_play(page, server_url, world_dir, real_photos, tmp_path):
     page.goto(server_url, wait_until="domcontentloaded")
     page.wait_for_selector("#prompt textarea", timeout=60_000)
 
-    # Two slots, one upload: the page says what is wrong instead of generating.
+    # Two slots, two uploads in order: a video that plays.
     page.fill("#prompt textarea", "A <image> spins in <image>")
-    page.set_input_files("#images input[type=file]", [str(real_photos["cat.png"])])
-    page.get_by_text("cat.png").first.wait_for(timeout=30_000)
-    page.click("#generate")
-    page.get_by_text("2 <image> slot(s) but 1 image(s) were uploaded").first.wait_for(timeout=30_000)
-    assert page.query_selector("#video video") is None
-
-    # Two slots, two uploads (the upload replaces the file list): a video that plays.
     page.set_input_files(
         "#images input[type=file]", [str(real_photos["cat.png"]), str(real_photos["astronaut.jpg"])]
     )
-    page.get_by_text("astronaut.jpg").first.wait_for(timeout=30_000)
+    page.get_by_text("astronaut").first.wait_for(timeout=30_000)
     page.fill("#seed input", "5")
     page.click("#generate")
     page.wait_for_selector("#video video", timeout=90_000)
@@ -132,7 +136,22 @@ def test_upload_two_images_generate_and_play(page, server_url, real_photos, tmp_
     # The video's URL itself serves an mp4 (what a download or another player would fetch).
     response = page.request.get(state["src"])
     assert response.ok and response.body()[4:8] == b"ftyp"
-    assert "seed 5" in page.input_value("#status textarea")
+    status = page.input_value("#status textarea")
+    assert "seed 5" in status
+
+    # One slot, two uploads: the page says what is wrong instead of generating.
+    page.fill("#prompt textarea", "A <image> spins")
+    page.click("#generate")
+    page.get_by_text("1 <image> slot(s) but 2 image(s) were uploaded").first.wait_for(timeout=30_000)
+    assert page.input_value("#status textarea") == status
+
+    # The examples gallery from GroundedWorld fills the form with a held-out subject prompt.
+    page.get_by_text("Examples from GroundedWorld").first.wait_for(timeout=10_000)
+    example = world_examples(world_dir)[0]
+    page.get_by_text(example.text).first.click()
+    page.wait_for_function(
+        "text => document.querySelector('#prompt textarea').value === text", arg=example.text, timeout=10_000
+    )
 
     screenshot = tmp_path / "vimi-serve.png"
     page.screenshot(path=str(screenshot), full_page=True)

@@ -13,9 +13,15 @@ def save(root, step, value=1.0, keep_last=3):
     weights = {"backbone.w": torch.full((2, 3), value), "encoder.b": torch.arange(3.0)}
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.ones(2))])
     return ckpt.save_checkpoint(
-        root, step, config={"train": {"steps": 9}}, inference_weights=weights, raw_weights=weights,
-        optimizer_state=optimizer.state_dict(), scheduler_state={"last_epoch": step},
-        train_state={"samples_seen": step * 4}, keep_last=keep_last,
+        root,
+        step,
+        config={"train": {"steps": 9}},
+        inference_weights=weights,
+        raw_weights=weights,
+        optimizer_state=optimizer.state_dict(),
+        scheduler_state={"last_epoch": step},
+        train_state={"samples_seen": step * 4},
+        keep_last=keep_last,
     )
 
 
@@ -62,7 +68,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 def test_corrupt_weights_name_the_file(tmp_path):
     path = save(tmp_path, 1)
     (path / "model.safetensors").write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="model.safetensors"):
+    with pytest.raises(CheckpointError, match=r"model\.safetensors"):
         ckpt.load_train_state(path)
 
 

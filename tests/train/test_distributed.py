@@ -31,10 +31,23 @@ def test_two_rank_ddp_matches_one_process(tiny_world, tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun, "torchrun not found beside the python executable"
     out2 = tmp_path / "two_ranks"
-    command = [torchrun, "--nproc_per_node=2", f"--master_port={free_port()}", "-m", "vimi.cli", "train",
-               "--config", str(DEBUG_CONFIG)]
-    for item in (*RECIPE, f"data.world_dir={tiny_world}", f"data.train_manifest={tiny_world / 'prompts'}",
-                 f"train.out_dir={out2}", "train.progress=false"):
+    command = [
+        torchrun,
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        "-m",
+        "vimi.cli",
+        "train",
+        "--config",
+        str(DEBUG_CONFIG),
+    ]
+    for item in (
+        *RECIPE,
+        f"data.world_dir={tiny_world}",
+        f"data.train_manifest={tiny_world / 'prompts'}",
+        f"train.out_dir={out2}",
+        "train.progress=false",
+    ):
         command += ["--set", item]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)

@@ -1,5 +1,6 @@
 """Optimizer groups, the learning-rate schedule, and the EMA half-life."""
 
+import itertools
 import math
 
 import pytest
@@ -25,8 +26,13 @@ def test_no_weight_decay_on_norms_biases_embeddings():
     decay, no_decay = split_decay_groups(model, 0.1)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert {id(p) for p in decay["params"]} == {id(model.linear.weight)}
-    expected = {id(model.embed.weight), id(model.linear.bias), id(model.norm.weight), id(model.norm.bias),
-                id(model.null_token)}
+    expected = {
+        id(model.embed.weight),
+        id(model.linear.bias),
+        id(model.norm.weight),
+        id(model.norm.bias),
+        id(model.null_token),
+    }
     assert {id(p) for p in no_decay["params"]} == expected
 
 
@@ -46,7 +52,7 @@ def test_warmup_then_cosine_reaches_min_ratio():
     assert lr_factor(60, cfg) == pytest.approx(0.55)  # halfway down the cosine
     assert lr_factor(110, cfg) == pytest.approx(0.1)
     factors = [lr_factor(s, cfg) for s in range(10, 111)]
-    assert all(a >= b for a, b in zip(factors, factors[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(factors))
 
 
 def test_constant_schedule_after_warmup():

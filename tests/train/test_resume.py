@@ -63,9 +63,18 @@ def test_resume_after_injected_failure_is_bitwise_equal(tiny_world, straight_run
 
 
 @pytest.mark.slow
-def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint_and_resume_matches(tiny_world, straight_run, tmp_path):
-    overrides = [*RECIPE, "train.ckpt_every=1", "train.keep_last=2", f"data.world_dir={tiny_world}",
-                 f"data.train_manifest={tiny_world / 'prompts'}", f"train.out_dir={tmp_path}", "train.progress=false"]
+def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint_and_resume_matches(
+    tiny_world, straight_run, tmp_path
+):
+    overrides = [
+        *RECIPE,
+        "train.ckpt_every=1",
+        "train.keep_last=2",
+        f"data.world_dir={tiny_world}",
+        f"data.train_manifest={tiny_world / 'prompts'}",
+        f"train.out_dir={tmp_path}",
+        "train.progress=false",
+    ]
     command = [sys.executable, "-m", "vimi.cli", "train", "--config", str(DEBUG_CONFIG)]
     for item in overrides:
         command += ["--set", item]

@@ -51,14 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vimi.data.image_io import read_image
-    from vimi.pipeline import (
-        MAX_FRAMES,
-        MAX_SIDE,
-        VimiPipeline,
-        check_sample_size,
-        load_pipeline_config,
-        to_prompt,
-    )
+    from vimi.pipeline import VimiPipeline, check_sample_size, load_pipeline_config, to_prompt
 
     # Everything a user can get wrong is checked before the weights are loaded.
     out = Path(args.out)
@@ -70,10 +63,7 @@ def run(args: argparse.Namespace) -> int:
     height = sample.height if args.height is None else args.height
     width = sample.width if args.width is None else args.width
     backbone = cfg.model.backbone
-    try:
-        check_sample_size(frames, height, width, (backbone.patch_t, backbone.patch_h, backbone.patch_w))
-    except ConfigError as err:
-        raise ConfigError(f"{err} (limits: frames <= {MAX_FRAMES}, height/width <= {MAX_SIDE})") from None
+    check_sample_size(frames, height, width, (backbone.patch_t, backbone.patch_h, backbone.patch_w))
     prompt = to_prompt(args.prompt, images=args.images, base_dir=Path.cwd())
     if args.first_frame is not None:
         try:

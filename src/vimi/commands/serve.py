@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
 from vimi.errors import ConfigError
@@ -44,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
     from vimi.serve.examples import find_world_dir, world_examples
 
     pipe = VimiPipeline.from_pretrained(args.checkpoint, device=args.device)
+    out_dir = Path(tempfile.mkdtemp(prefix="vimi-serve-"))  # generated videos and example first frames
     world_dir = find_world_dir(args.world)
-    examples = world_examples(world_dir) if world_dir is not None else []
-    app = build_app(pipe, index=args.index, examples=examples)
+    examples = world_examples(world_dir, frames_dir=out_dir) if world_dir is not None else []
+    app = build_app(pipe, index=args.index, examples=examples, out_dir=out_dir)
     print(
         f"vimi serve: http://{args.host}:{args.port} (device {pipe.device}, {len(examples)} examples)",
         flush=True,

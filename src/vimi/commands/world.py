@@ -13,7 +13,9 @@ from vimi.data.world.presets import PRESETS
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder to write the world into (created)")
-    parser.add_argument("--preset", choices=list(PRESETS), default=None, help="world size (default: config's world.preset)")
+    parser.add_argument(
+        "--preset", choices=list(PRESETS), default=None, help="world size (default: config's world.preset)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="world seed (default: config's world.seed)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing world folder")
     add_config_arguments(parser)
@@ -41,15 +43,21 @@ def _summary_table(summary) -> Table:
     table.add_column("count", justify="right")
     table.add_column("notes")
     table.add_row("subjects (train)", f"{counts['subjects_train']:,}", "names occur in training videos")
-    table.add_row("subjects (held-out)", f"{counts['subjects_heldout']:,}", "only in memory and held-out videos")
+    table.add_row(
+        "subjects (held-out)", f"{counts['subjects_heldout']:,}", "only in memory and held-out videos"
+    )
     table.add_row("distractor subjects", f"{counts['distractor_subjects']:,}", "only in distractor pairs")
     table.add_row("scenes / motions", f"{counts['scenes']} / {counts['motions']}", "x 2 speeds")
     memory = sum(v for k, v in counts.items() if k.startswith("memory_"))
-    kinds = ", ".join(f"{k.removeprefix('memory_')} {v:,}" for k, v in counts.items() if k.startswith("memory_"))
+    kinds = ", ".join(
+        f"{k.removeprefix('memory_')} {v:,}" for k, v in counts.items() if k.startswith("memory_")
+    )
     table.add_row("memory pairs", f"{memory:,}", kinds)
     clip = f"{cfg.num_frames} x {cfg.height} x {cfg.width} @ {cfg.fps} fps, lossless mp4"
     table.add_row("videos (train)", f"{counts['videos_train']:,}", clip)
     table.add_row("videos (held-out)", f"{counts['videos_heldout']:,}", "held-out subjects only")
     seconds = summary.seconds
-    table.add_row("time", f"{sum(seconds.values()):.1f} s", ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
+    table.add_row(
+        "time", f"{sum(seconds.values()):.1f} s", ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
+    )
     return table

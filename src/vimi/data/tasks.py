@@ -58,12 +58,19 @@ def collate_samples(samples: list[TaskSample]) -> TaskBatch:
     videos = torch.stack([s.video for s in samples])
     context = context_mask = None
     if any(s.context is not None for s in samples):
-        context = torch.stack([s.context if s.context is not None else torch.zeros_like(s.video) for s in samples])
+        context = torch.stack(
+            [s.context if s.context is not None else torch.zeros_like(s.video) for s in samples]
+        )
         context_mask = torch.stack(
             [s.context_mask if s.context_mask is not None else torch.zeros_like(s.video[:1]) for s in samples]
         )
     return TaskBatch(
-        [s.prompt for s in samples], videos, context, context_mask, [s.index for s in samples], [s.seed for s in samples]
+        [s.prompt for s in samples],
+        videos,
+        context,
+        context_mask,
+        [s.index for s in samples],
+        [s.seed for s in samples],
     )
 
 
@@ -110,7 +117,9 @@ def read_rows(path: str | Path, what: str, needed: tuple[str, ...]) -> list[dict
         raise DataError(f"{path}: the {what} manifest has no rows")
     missing = [c for c in needed if c not in rows[0]]
     if missing:
-        raise DataError(f"{path}: the {what} manifest lacks column(s) {', '.join(missing)}; has {', '.join(rows[0])}")
+        raise DataError(
+            f"{path}: the {what} manifest lacks column(s) {', '.join(missing)}; has {', '.join(rows[0])}"
+        )
     return rows
 
 
@@ -173,7 +182,8 @@ class SubjectTask(CaptionTask):
     """Subject-driven generation: each subject name in the caption is grounded by an image of that subject.
 
     The images are never frames of the target video. On GroundedWorld they are memory images of the
-    named subject (`subject_images`: name -> image paths, from WORLD/memory rows of kind "subject").
+    named subject (`subject_images`: subject id -> image paths, from WORLD/memory rows of kind "subject";
+    video rows name their subjects by id in `subjects` and by name in `subject_names`).
     On real data, rows carry `subject_names` and `subject_images` columns prepared offline: for each
     noun phrase of the caption, an open-vocabulary detector (e.g. Grounding DINO) boxes the subject in
     a *different* clip of the same source video (or a frame at least a few seconds from the target
@@ -184,7 +194,9 @@ class SubjectTask(CaptionTask):
     form "A <image> ..." (the name replaced by the image).
     """
 
-    def __init__(self, rows: list[dict], clips: VideoClips, subject_images: dict[str, list[str]], memory_root: Path):
+    def __init__(
+        self, rows: list[dict], clips: VideoClips, subject_images: dict[str, list[str]], memory_root: Path
+    ):
         super().__init__(rows, clips)
         self.subject_images = subject_images
         self.memory_root = memory_root
@@ -195,10 +207,14 @@ class SubjectTask(CaptionTask):
         caption = row["caption"].strip()
         picked: list[str] = []
         # Replace names in the order they occur in the caption, so images fill the <image> slots in order.
-        spans = sorted((m.start(), m.end(), name, image) for name, image in zip(names, images)
-                       for m in [re.search(rf"\b{re.escape(name)}\b", caption, flags=re.IGNORECASE)] if m)
+        spans = sorted(
+            (m.start(), m.end(), name, image)
+            for name, image in zip(names, images)
+            for m in [re.search(rf"\b{re.escape(name)}\b", caption, flags=re.IGNORECASE)]
+            if m
+        )
         text, cursor = "", 0
-        for start, end, name, image in spans:
+        for start, end, _name, image in spans:
             if start < cursor:
                 continue
             keep_name = rng.random() < cfg.train.subject_name_prob
@@ -212,8 +228,13 @@ class SubjectTask(CaptionTask):
     def _subjects(self, row: dict, rng: random.Random) -> tuple[list[str], list[str]]:
         if row.get("subject_images"):  # real data: crops prepared offline, one per name
             return list(row["subject_names"]), [str(self.clips.path(p)) for p in row["subject_images"]]
-        names = [n for n in (row.get("subjects") or []) if n in self.subject_images]
-        return names, [str(self.memory_root / rng.choice(self.subject_images[n])) for n in names]
+        ids = list(row.get("subjects") or [])
+        names = list(
+            row.get("subject_names") or ids
+        )  # GroundedWorld: ids key the memory, names are in the caption
+        pairs = [(name, sid) for name, sid in zip(names, ids) if sid in self.subject_images]
+        images = [str(self.memory_root / rng.choice(self.subject_images[sid])) for _, sid in pairs]
+        return [name for name, _ in pairs], images
 
 
 # --------------------------------------------------------------------------------------------------
@@ -236,7 +257,9 @@ class TaskMixture(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> TaskSample:
         return self.sample(index, dropout=True)
 
-    def sample(self, index: int, dropout: bool = True, stream: str = "train", task: str | None = None) -> TaskSample:
+    def sample(
+        self, index: int, dropout: bool = True, stream: str = "train", task: str | None = None
+    ) -> TaskSample:
         """Sample `index` of the (seed, stream) sequence; deterministic across processes."""
         rng = random.Random(f"{self.cfg.train.seed}/{stream}/{index}")
         drawn = rng.choices(self.names, self.weights)[0]
@@ -281,7 +304,9 @@ def stage_task_weights(cfg: VimiConfig) -> dict[str, float]:
         return {"pretrain": 1.0}
     weights = {k: float(v) for k, v in vars(cfg.train.tasks).items()}
     if not any(w > 0 for w in weights.values()):
-        raise DataError("train.tasks: every task weight is 0; give at least one of subject/predict/retrieval_t2v > 0")
+        raise DataError(
+            "train.tasks: every task weight is 0; give at least one of subject/predict/retrieval_t2v > 0"
+        )
     return weights
 
 
@@ -296,7 +321,9 @@ def build_task_dataset(cfg: VimiConfig) -> TaskMixture:
                 f"task {name} needs data.train_manifest: the multimodal-prompt dataset that "
                 "`vimi build-prompts` writes (set it in the config or with --set data.train_manifest=DIR)"
             )
-        tasks[name] = PromptedVideoTask(_existing(cfg.data.train_manifest, "data.train_manifest"), cfg.data, name)
+        tasks[name] = PromptedVideoTask(
+            _existing(cfg.data.train_manifest, "data.train_manifest"), cfg.data, name
+        )
     video_tasks = active & {"subject", "predict", "t2v"}
     if video_tasks:
         videos_path = cfg.data.video_manifest or str(Path(cfg.data.world_dir) / "videos" / "train")
@@ -327,7 +354,9 @@ def _subject_task(cfg: VimiConfig, rows: list[dict], clips: VideoClips) -> Subje
         if row["kind"] == "subject" and row["subject"]:
             subject_images.setdefault(row["subject"], []).append(row["image"])
     if "subjects" not in rows[0]:
-        raise DataError("task subject: the video manifest has no `subjects` column naming each video's subjects")
+        raise DataError(
+            "task subject: the video manifest has no `subjects` column naming each video's subjects"
+        )
     return SubjectTask(rows, clips, subject_images, manifest_root(memory_path))
 
 

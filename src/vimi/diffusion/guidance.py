@@ -16,8 +16,12 @@ def pad_tokens(tokens: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[t
     extra = length - tokens.shape[1]
     if extra <= 0:
         return tokens, mask.bool()
-    tokens = torch.cat([tokens, tokens.new_zeros(tokens.shape[0], extra, tokens.shape[2])], dim=1)  # [B, length, D]
-    mask = torch.cat([mask.bool(), mask.new_zeros(mask.shape[0], extra, dtype=torch.bool)], dim=1)  # [B, length]
+    tokens = torch.cat(
+        [tokens, tokens.new_zeros(tokens.shape[0], extra, tokens.shape[2])], dim=1
+    )  # [B, length, D]
+    mask = torch.cat(
+        [mask.bool(), mask.new_zeros(mask.shape[0], extra, dtype=torch.bool)], dim=1
+    )  # [B, length]
     return tokens, mask
 
 

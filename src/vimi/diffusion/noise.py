@@ -16,6 +16,8 @@ def randn_per_sample(
     """
     shape = tuple(shape)
     if not shape or shape[0] != len(seeds):
-        raise ValueError(f"randn_per_sample: shape {shape} must start with the batch size len(seeds)={len(seeds)}")
+        raise ValueError(
+            f"randn_per_sample: shape {shape} must start with the batch size len(seeds)={len(seeds)}"
+        )
     samples = [torch.randn(shape[1:], generator=torch.Generator().manual_seed(int(seed))) for seed in seeds]
     return torch.stack(samples).to(device=device, dtype=dtype)

@@ -120,37 +120,50 @@ class GroundingScorer:
         candidates = self.candidates(truth, key)
         mask = tracker.foreground(frames, match)
         if len(truth.subjects) == 1:
-            fit = tracker.fit(frames, match, mask[None], candidates)[0]
-            winner, valid, per_frame = self._identify(fit, candidates)
+            present = mask.sum(axis=(1, 2)) >= tracker.min_pixels
+            sample = _spread(np.flatnonzero(present), cfg.grounding_frames)
+            winner, valid, per_frame = self._identify(frames[sample], match, mask[None, sample], candidates)[0]
             out.predicted_subjects = [winner] if valid else []
             out.subject = float(valid and winner == truth.subjects[0])
-            out.consistency = float(np.mean(per_frame == winner)) if valid else 0.0
-            out.predicted_motion = self._motion(fit, candidates.index(winner), winner) if valid else None
+            # Frames without a subject count against consistency: a subject that vanishes is not consistent.
+            out.consistency = float(np.sum(per_frame == winner) / len(sample)) if valid else 0.0
+            if valid and present.mean() >= cfg.grounding_min_frames:
+                fit = tracker.fit(frames, match, mask[None], [winner])[0]
+                out.predicted_motion = self._motion(fit, 0, winner)
             out.motion = float(out.predicted_motion == truth.motions[0])
         else:
-            parts = tracker.components(mask, len(truth.subjects))
-            fits = tracker.fit(frames, match, parts, candidates)
-            per_frame = np.stack([self._identify(f, candidates)[2] for f in fits])  # [K, T], -1 = no valid fit
+            parts = tracker.components(mask, len(truth.subjects), frames)  # [K, T, H, W]
+            both = (parts.sum(axis=(2, 3)) >= tracker.min_pixels).all(axis=0)
+            sample = _spread(np.flatnonzero(both), cfg.grounding_frames)
+            results = self._identify(frames[sample], match, parts[:, sample], candidates)
+            per_frame = np.stack([r[2] for r in results])  # [K, t], -1 = no valid fit
             wanted = sorted(truth.subjects)
             frame_ok = [sorted(per_frame[:, t]) == wanted for t in range(per_frame.shape[1])]
-            out.two_subject = float(np.mean(frame_ok) >= cfg.grounding_min_frames)
-            found = {int(s) for s in per_frame.ravel() if s >= 0}
-            out.predicted_subjects = sorted(found)
+            # Overlapping subjects merge into one part; such frames are skipped, but half of all frames must count.
+            enough = len(sample) > 0 and both.mean() >= cfg.grounding_min_frames / 2
+            out.two_subject = float(enough and np.mean(frame_ok) >= cfg.grounding_min_frames)
+            out.predicted_subjects = sorted({int(s) for s in per_frame.ravel() if s >= 0})
         if reference is not None:
             out.psnr, out.ssim = prediction_scores(frames, to_frames(reference, *frames.shape[1:3]), given_frames)
         return out
 
-    def _identify(self, fit: TemplateFit, candidates: list[int]) -> tuple[int, bool, np.ndarray]:
-        """(video winner, whether it explains the foreground in enough frames, per-frame winners [T] (-1 invalid))."""
-        best = fit.errors.min(axis=1)  # [C, T] best angle per candidate and frame
-        winner_index = int(best[:, fit.present].sum(axis=1).argmin()) if fit.present.any() else 0
-        frame_winner = best.argmin(axis=0)  # [T]
-        explained = 1 - best.min(axis=0) / np.maximum(fit.baseline, 1e-6)
-        frame_valid = fit.present & (explained >= self.cfg.grounding_min_explained)
-        per_frame = np.where(frame_valid, np.asarray(candidates)[frame_winner], -1)
-        winner_valid = fit.present & (1 - best[winner_index] / np.maximum(fit.baseline, 1e-6) >= self.cfg.grounding_min_explained)
-        valid = bool(np.mean(winner_valid) >= self.cfg.grounding_min_frames)
-        return candidates[winner_index], valid, per_frame
+    def _identify(
+        self, frames: np.ndarray, match, targets: np.ndarray, candidates: list[int]
+    ) -> list[tuple[int, bool, np.ndarray]]:
+        """Per target: (winner, whether its fit explains the foreground in enough frames, per-frame winners (-1 invalid))."""
+        if len(frames) == 0:
+            return [(candidates[0], False, np.zeros(0, np.int64)) for _ in range(len(targets))]
+        results = []
+        for fit in self.tracker.fit(frames, match, targets, candidates):
+            best = fit.best  # [C, t]: best pose per candidate and frame
+            explained = 1 - best / np.maximum(fit.baseline, 1e-6)[None]  # [C, t]
+            good = fit.present[None] & (explained >= self.cfg.grounding_min_explained)
+            winner = int(best[:, fit.present].sum(axis=1).argmin()) if fit.present.any() else 0
+            frame_winner = best.argmin(axis=0)
+            per_frame = np.where(good[frame_winner, np.arange(best.shape[1])], np.asarray(candidates)[frame_winner], -1)
+            valid = bool(good[winner].mean() >= self.cfg.grounding_min_frames)
+            results.append((candidates[winner], valid, per_frame))
+        return results
 
     def _motion(self, fit: TemplateFit, column: int, subject: int) -> str | None:
         """Classify the tracked trajectory of candidate `column` (renderer index `subject`); None if too few frames."""
@@ -166,6 +179,13 @@ class GroundingScorer:
         centres, scales = self.tracker.centre_track(fit, subject, angles)
         side = self.renderer.side
         return classify_motion(progress[keep], centres[keep] / side, np.log(scales[keep]), turns)
+
+
+def _spread(indices: np.ndarray, count: int) -> np.ndarray:
+    """Up to `count` evenly spaced entries of `indices`."""
+    if len(indices) <= count:
+        return indices
+    return indices[np.linspace(0, len(indices) - 1, count).round().astype(np.int64)]
 
 
 def fit_rotation(errors: np.ndarray, present: np.ndarray, max_turns: float = 1.0) -> tuple[float, float, float]:

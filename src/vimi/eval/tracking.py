@@ -33,6 +33,8 @@ class TemplateFit:
 
     errors: np.ndarray
     """float [C, A, T]: sum over the target's region of |rendered - frame| (candidates x angles x frames)."""
+    best: np.ndarray
+    """float [C, T]: each candidate's lowest error after refining its best angle's pose."""
     baseline: np.ndarray
     """float [T]: the same sum for the background alone (no subject)."""
     present: np.ndarray
@@ -112,69 +114,87 @@ class SubjectTracker:
         keep[0] = False
         return keep[labels]
 
-    def components(self, mask: np.ndarray, count: int) -> np.ndarray:
-        """bool [count, T, H, W]: per frame, the `count` largest connected foreground parts (largest first)."""
+    def components(self, mask: np.ndarray, count: int, frames: np.ndarray | None = None) -> np.ndarray:
+        """bool [count, T, H, W]: per frame, the `count` largest connected foreground parts (largest first).
+
+        With `frames`, a frame with fewer parts than `count` (touching subjects) has its largest part split
+        by 2-means clustering of pixel position and colour.
+        """
         out = np.zeros((count, *mask.shape), bool)
         for t in range(mask.shape[0]):
             labels, found = scipy.ndimage.label(mask[t], structure=np.ones((3, 3)))
-            if found == 0:
-                continue
             sizes = np.bincount(labels.ravel())[1:]
-            for k, label in enumerate(np.argsort(-sizes, kind="stable")[:count]):
-                out[k, t] = labels == label + 1
+            order = np.argsort(-sizes, kind="stable")
+            parts = [labels == label + 1 for label in order[:count] if sizes[label] >= self.min_pixels]
+            if frames is not None and count == 2 and len(parts) == 1 and parts[0].sum() >= 2 * self.min_pixels:
+                parts = _split(parts[0], frames[t])
+            for k, part in enumerate(parts[:count]):
+                out[k, t] = part
         return out
 
     # ---------------------------------------------------------------------------------------------
     def fit(
         self, frames: np.ndarray, match: BackgroundMatch, targets: np.ndarray, candidates: list[int]
     ) -> list[TemplateFit]:
-        """Fit every candidate sprite to each target mask ([K, T, H, W]) at every angle; one TemplateFit per target.
+        """Fit every candidate sprite to each target mask ([K, T, H, W]); one TemplateFit per target.
 
-        Per frame and candidate the pose is not searched but derived from the target mask: the scale from
-        its area (the candidate's own fill fraction), the centre from its centroid minus the candidate's
-        rotated alpha-centroid offset. Only the angle is searched. Each target's error region is its
-        bounding box grown by a margin, minus the other targets' pixels.
+        Pass 1 derives the pose from the target mask (scale from its area and the candidate's fill
+        fraction, centre from its centroid minus the candidate's rotated alpha-centroid offset) and tries
+        every angle. Pass 2 refines the best angle's pose (scale, sub-pixel shift, half an angle step),
+        since a mask's area is biased by anti-aliased edges. Each target's error region is its bounding
+        box grown by a margin, minus the other targets' pixels.
         """
         num_targets, frames_count = targets.shape[:2]
-        side = self.renderer.side
         background = self._scene_backgrounds[match.scene, match.variant]  # [H, W, 3]
-        fills, offsets = self._sprite_stats
+        fills = self._sprite_stats[0]
         cand = np.asarray(candidates)
-        angles = self.angles
         areas = targets.sum(axis=(2, 3)).astype(np.float64)  # [K, T]
-        present = areas >= self.min_pixels
         ys, xs = np.mgrid[0 : frames.shape[1], 0 : frames.shape[2]] + 0.5
         safe = np.maximum(areas, 1)
         centroids = np.stack([(targets * xs).sum(axis=(2, 3)) / safe, (targets * ys).sum(axis=(2, 3)) / safe], -1)
-        regions = np.stack([_region(targets[k], targets[np.arange(num_targets) != k].any(axis=0)) for k in range(num_targets)])
+        others = [targets[np.arange(num_targets) != k].any(axis=0) for k in range(num_targets)]
+        regions = np.stack([_region(targets[k], others[k]) for k in range(num_targets)])
+        scorer = _RegionErrors(self.renderer, frames, match, regions)
 
-        # Poses [K, C, A, T]: diameter from area / fill, centre = centroid - R(angle) * offset * radius.
+        # Pass 1: [K, C, A, T] over every angle.
         diameter = np.sqrt(safe[:, None, :] / fills[cand][None, :, None])  # [K, C, T] pixels
-        u, v = offsets[cand, 0][None, :, None], offsets[cand, 1][None, :, None]  # [1, C, 1]
-        cos, sin = np.cos(angles)[:, None], np.sin(angles)[:, None]  # [A, 1]
-        # Screen offset of the sprite's alpha centroid: the renderer's inverse map transposed.
-        du = (cos[None, None] * u[..., None, :] + sin[None, None] * v[..., None, :])  # [1, C, A, 1]
-        dv = (-sin[None, None] * u[..., None, :] + cos[None, None] * v[..., None, :])
-        radius = diameter[:, :, None, :] / 2  # [K, C, 1, T]
-        cx = centroids[:, None, None, :, 0] - radius * du  # [K, C, A, T]
-        cy = centroids[:, None, None, :, 1] - radius * dv
-        shape = (num_targets, len(cand), len(angles), frames_count)
+        shape = (num_targets, len(cand), len(self.angles), frames_count)
+        angle = np.broadcast_to(self.angles[None, None, :, None], shape)
+        errors = self._errors(scorer, cand, centroids, diameter[:, :, None], angle, shape)
+        # Pass 2: variations of the best pose of each (target, candidate, frame).
+        best_angle = self.angles[errors.argmin(axis=2)][:, :, None, :]  # [K, C, 1, T]
+        step = self.angles[1] - self.angles[0] if len(self.angles) > 1 else 0.0
+        variations = [(0.0, f, 0.0, 0.0) for f in REFINE_SCALES] + [(d * step / 2, 1.0, 0.0, 0.0) for d in (-1, 1)]
+        variations += [(0.0, 1.0, dx, dy) for dx, dy in REFINE_SHIFTS]
+        turn, factor, dx, dy = (np.asarray(v, np.float64)[None, None, :, None] for v in zip(*variations))
+        shape2 = (num_targets, len(cand), len(variations), frames_count)
+        refined = self._errors(
+            scorer, cand, centroids, diameter[:, :, None] * factor, np.broadcast_to(best_angle + turn, shape2), shape2, dx, dy
+        )
+        best = np.minimum(errors.min(axis=2), refined.min(axis=2))  # [K, C, T]
+        baseline = scorer.baseline
+        present = areas >= self.min_pixels
+        return [TemplateFit(errors[k], best[k], baseline[k], present[k], centroids[k], areas[k]) for k in range(num_targets)]
+
+    def _errors(self, scorer, cand, centroids, diameter, angle, shape, dx=0.0, dy=0.0) -> np.ndarray:
+        """Errors [K, C, V, T] of candidates posed by diameter [K, C, V|1, T] and angle [K, C, V, T] on the targets."""
+        offsets = self._sprite_stats[1]
+        u, v = offsets[cand, 0][None, :, None, None], offsets[cand, 1][None, :, None, None]  # [1, C, 1, 1]
+        cos, sin = np.cos(angle), np.sin(angle)
+        radius = diameter / 2
+        # Centre = centroid - the sprite's alpha-centroid offset turned to screen (the renderer's map transposed).
+        cx = centroids[:, None, None, :, 0] - radius * (cos * u + sin * v) + dx
+        cy = centroids[:, None, None, :, 1] - radius * (-sin * u + cos * v) + dy
+        frames_count = shape[-1]
         poses = {
-            "cx": cx.reshape(-1, 1, frames_count).astype(np.float32),
-            "cy": cy.reshape(-1, 1, frames_count).astype(np.float32),
-            "scale": np.broadcast_to(radius * 2 / side, shape).reshape(-1, 1, frames_count).astype(np.float32),
-            "angle": np.broadcast_to(angles[None, None, :, None], shape).reshape(-1, 1, frames_count).astype(np.float32),
+            "cx": np.broadcast_to(cx, shape).reshape(-1, 1, frames_count),
+            "cy": np.broadcast_to(cy, shape).reshape(-1, 1, frames_count),
+            "scale": np.broadcast_to(radius * 2 / self.renderer.side, shape).reshape(-1, 1, frames_count),
+            "angle": np.broadcast_to(angle, shape).reshape(-1, 1, frames_count),
         }
-        count = int(np.prod(shape[:3]))
-        subject_index = np.broadcast_to(cand[None, :, None], shape[:3]).reshape(count, 1)
-        background_index = np.tile([[match.scene, match.variant]], (count, 1))
-        rendered = self.renderer.render_batch(background_index, subject_index, poses)["frames"]  # [N, T, H, W, 3]
-        # [N, T, H, W, 3] -> per-pixel L1 [K, C*A, T, H, W] summed over each target's region -> [K, C, A, T]
-        error = np.abs(rendered.astype(np.float32) / 255 - frames[None]).mean(axis=-1)
-        error = error.reshape(num_targets, -1, frames_count, *frames.shape[1:3])
-        errors = (error * regions[:, None]).sum(axis=(-2, -1)).reshape(shape)
-        baseline = (np.abs(background[None] - frames).mean(axis=-1)[None] * regions).sum(axis=(-2, -1))  # [K, T]
-        return [TemplateFit(errors[k], baseline[k], present[k], centroids[k], areas[k]) for k in range(num_targets)]
+        subjects = np.broadcast_to(cand[None, :, None], shape[:3]).reshape(-1, 1)
+        targets = np.broadcast_to(np.arange(shape[0])[:, None, None], shape[:3]).reshape(-1)
+        return scorer(subjects, targets, poses).reshape(shape)
 
     def centre_track(self, fit: TemplateFit, subject: int, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sprite centres [T, 2] (pixels) and scales [T] of `subject` given its angle per frame."""
@@ -187,6 +207,13 @@ class SubjectTracker:
         return centres, diameter / self.renderer.side
 
 
+REFINE_SCALES = (0.8, 0.87, 0.93, 1.07)
+"""Scale factors tried around the area-derived scale (a mask's area over-counts anti-aliased edges)."""
+REFINE_SHIFTS = ((-0.5, 0.0), (0.5, 0.0), (0.0, -0.5), (0.0, 0.5))
+"""Sub-pixel centre shifts tried around the centroid-derived centre."""
+BLUR_SIGMA = 1.0
+RENDER_CHUNK = 96
+"""Candidate-angle clips rendered at once (bounds memory: 96 x T x H x W x 16 bytes)."""
 _FRAME_CONNECTIVITY = np.zeros((3, 3, 3), bool)
 _FRAME_CONNECTIVITY[1] = True  # 8-connected within a frame, never across frames
 
@@ -200,3 +227,60 @@ def _region(target: np.ndarray, others: np.ndarray, margin: int = 3) -> np.ndarr
             continue
         region[t, max(rows[0] - margin, 0) : rows[-1] + margin + 1, max(cols[0] - margin, 0) : cols[-1] + margin + 1] = True
     return region & ~scipy.ndimage.binary_dilation(others, structure=_FRAME_CONNECTIVITY)
+
+
+class _RegionErrors:
+    """Renders posed candidates over the matched background and sums |rendered - frame| in each target's region."""
+
+    def __init__(self, renderer: WorldRenderer, frames: np.ndarray, match: BackgroundMatch, regions: np.ndarray):
+        self.renderer = renderer
+        self.background = (match.scene, match.variant)
+        # Errors count only inside the regions: crop every frame to their joint bounding box.
+        rows, cols = np.flatnonzero(regions.any(axis=(0, 1, 3))), np.flatnonzero(regions.any(axis=(0, 1, 2)))
+        if len(rows) == 0:
+            rows = cols = np.array([0])
+        self.crop = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        self.observed = _blur(frames[:, self.crop[0], self.crop[1]])  # [T, h, w, 3]
+        self.inside = regions[:, :, self.crop[0], self.crop[1]]  # [K, T, h, w]
+        background = renderer.background(*self.background)[self.crop[0], self.crop[1]]
+        self.baseline = self._sums(np.abs(_blur(background[None]) - self.observed)[None], np.arange(len(regions)))  # [K, T]
+
+    def __call__(self, subjects: np.ndarray, targets: np.ndarray, poses: dict[str, np.ndarray]) -> np.ndarray:
+        """subjects int [N, 1], targets int [N], poses [N, 1, T] -> errors float32 [N, T] (in pixels x mean channel L1)."""
+        count, frames_count = len(subjects), self.observed.shape[0]
+        errors = np.empty((count, frames_count), np.float32)
+        background_index = np.tile([self.background], (count, 1))
+        for start in range(0, count, RENDER_CHUNK):
+            part = slice(start, min(start + RENDER_CHUNK, count))
+            chunk = {name: np.ascontiguousarray(value[part], np.float32) for name, value in poses.items()}
+            rendered = self.renderer.render_batch(background_index[part], subjects[part], chunk)["frames"]
+            window = _blur(rendered[:, :, self.crop[0], self.crop[1]].astype(np.float32) / 255)
+            errors[part] = self._sums(np.abs(window - self.observed[None]), targets[part])
+        return errors
+
+    def _sums(self, difference: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """|difference| [n, T, h, w, 3] -> mean over channels, summed over each target's region -> [n, T]."""
+        return (difference.mean(axis=-1) * self.inside[targets]).sum(axis=(-2, -1))
+
+
+def _blur(images: np.ndarray) -> np.ndarray:
+    """Gaussian blur (sigma BLUR_SIGMA px) of float images [..., h, w, 3]: pose and generation errors of a
+    fraction of a pixel then cost a fraction of the error instead of whole mismatched edge pixels."""
+    sigma = [0.0] * (images.ndim - 3) + [BLUR_SIGMA, BLUR_SIGMA, 0.0]
+    return scipy.ndimage.gaussian_filter(images.astype(np.float32), sigma, mode="nearest", truncate=2.0)
+
+
+def _split(part: np.ndarray, frame: np.ndarray) -> list[np.ndarray]:
+    """Split one foreground part [H, W] into two by 2-means over (x, y, colour), larger cluster first."""
+    import scipy.cluster.vq
+
+    ys, xs = np.nonzero(part)
+    scale = max(part.shape)
+    features = np.column_stack([xs / scale, ys / scale, frame[ys, xs]]).astype(np.float64)  # [P, 5]
+    _, labels = scipy.cluster.vq.kmeans2(features, 2, minit="++", seed=0)
+    halves = []
+    for label in (0, 1):
+        half = np.zeros_like(part)
+        half[ys[labels == label], xs[labels == label]] = True
+        halves.append(half)
+    return sorted(halves, key=lambda h: -int(h.sum()))

@@ -107,7 +107,10 @@ class DiffusersKLAutoencoder(Autoencoder):
         frames = rearrange(x, "b c t h w -> (b t) c h w")  # [B, C, T, H, W] -> [B*T, C, H, W]
         dtype = next(self.vae.parameters()).dtype
         latents = torch.cat(
-            [self.vae.encode(chunk.to(dtype)).latent_dist.mode() for chunk in frames.split(self.frames_per_batch)]
+            [
+                self.vae.encode(chunk.to(dtype)).latent_dist.mode()
+                for chunk in frames.split(self.frames_per_batch)
+            ]
         )  # [B*T, c, h, w]
         return rearrange(latents, "(b t) c h w -> b c t h w", b=x.shape[0])  # -> [B, c, T, h, w]
 
@@ -184,10 +187,11 @@ def _video_compression(vae: nn.Module) -> tuple[int, int]:
 def build_autoencoder(cfg: AutoencoderConfig) -> Autoencoder:
     """The autoencoder named by cfg.kind, frozen and in eval mode."""
     if cfg.kind == "identity":
-        return IdentityAutoencoder(scaling_factor=cfg.scaling_factor if cfg.scaling_factor > 0 else 1.0).eval()
+        return IdentityAutoencoder(
+            scaling_factor=cfg.scaling_factor if cfg.scaling_factor > 0 else 1.0
+        ).eval()
     if cfg.kind == "kl":
         return DiffusersKLAutoencoder(cfg.path, cfg.scaling_factor).eval()
     if cfg.kind == "video":
         return DiffusersVideoAutoencoder(cfg.path, cfg.scaling_factor).eval()
     raise ConfigError(f"model.autoencoder.kind: unknown kind {cfg.kind!r}; choose identity, kl or video")
-

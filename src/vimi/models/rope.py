@@ -32,7 +32,11 @@ def rope_3d_tables(
     pos_h = torch.arange(h).repeat_interleave(w).repeat(t)  # [L]
     pos_w = torch.arange(w).repeat(t * h)  # [L]
     angles = torch.cat(
-        [_axis_angles(pos_t, dim_t, theta), _axis_angles(pos_h, dim_h, theta), _axis_angles(pos_w, dim_w, theta)],
+        [
+            _axis_angles(pos_t, dim_t, theta),
+            _axis_angles(pos_h, dim_h, theta),
+            _axis_angles(pos_w, dim_w, theta),
+        ],
         dim=-1,
     )  # [L, head_dim/2]
     return torch.polar(torch.ones_like(angles), angles).to(device, torch.complex64)

@@ -47,7 +47,9 @@ def resolve_backbone_size(cfg: BackboneConfig) -> BackboneSize:
         names = ", ".join(BACKBONE_SIZES)
         raise ConfigError(f"model.backbone.size: unknown size {cfg.size!r}; choose one of {names}")
     size = BACKBONE_SIZES[cfg.size]
-    overrides = {k: v for k, v in (("hidden", cfg.hidden), ("depth", cfg.depth), ("heads", cfg.heads)) if v > 0}
+    overrides = {
+        k: v for k, v in (("hidden", cfg.hidden), ("depth", cfg.depth), ("heads", cfg.heads)) if v > 0
+    }
     size = replace(size, **overrides)
     if size.hidden % size.heads:
         raise ConfigError(f"model.backbone: hidden={size.hidden} is not divisible by heads={size.heads}")
@@ -141,8 +143,12 @@ class VideoDiTBlock(nn.Module):
 
     def forward(self, x, c, tokens, attn_mask, cross_gate, rope):
         """x [B, L, D], c [B, D], tokens [B, Lc, D], attn_mask [B, 1, 1, Lc], cross_gate [B, 1, 1] or None."""
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=-1)
-        x = torch.addcmul(x, gate_msa[:, None], self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope))
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(
+            6, dim=-1
+        )
+        x = torch.addcmul(
+            x, gate_msa[:, None], self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope)
+        )
         cross = self.cross_attn(self.norm2(x), tokens, attn_mask)
         x = x + (cross if cross_gate is None else cross * cross_gate)
         x = torch.addcmul(x, gate_mlp[:, None], self.mlp(modulate(self.norm3(x), shift_mlp, scale_mlp)))
@@ -246,7 +252,9 @@ class VideoDiT(nn.Module):
 
     def _learned_positions(self, grid: tuple[int, int, int]) -> torch.Tensor:
         t, h, w = grid
-        pos = self.pos_t[:t, None, None] + self.pos_h[None, :h, None] + self.pos_w[None, None, :w]  # [t, h, w, D]
+        pos = (
+            self.pos_t[:t, None, None] + self.pos_h[None, :h, None] + self.pos_w[None, None, :w]
+        )  # [t, h, w, D]
         return pos.reshape(1, t * h * w, -1)  # [t, h, w, D] -> [1, L, D]
 
     def forward(

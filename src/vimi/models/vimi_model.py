@@ -5,7 +5,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vimi.config import VimiConfig
-from vimi.diffusion import EDMDenoiser, append_dims, edm_loss, edm_loss_weight, randn_per_sample, sample_training_sigmas
+from vimi.diffusion import (
+    EDMDenoiser,
+    append_dims,
+    edm_loss,
+    edm_loss_weight,
+    randn_per_sample,
+    sample_training_sigmas,
+)
 from vimi.models.encoders import build_encoder
 from vimi.models.video_dit import VideoDiT
 from vimi.prompt import MultimodalPrompt
@@ -13,6 +20,8 @@ from vimi.prompt import MultimodalPrompt
 # State-dict prefixes that inference checkpoints carry; the autoencoder (and any frozen pretrained
 # model an encoder names in `external_state_prefixes`) is loaded from its own local path instead.
 INFERENCE_PREFIXES = ("encoder.", "backbone.")
+# Frozen pretrained submodules of each encoder kind (an encoder may also declare `external_state_prefixes`).
+EXTERNAL_ENCODER_PREFIXES = {"llm": ("language_model.",), "hf_vlm": ("model.",)}
 
 
 class VimiModel(nn.Module):
@@ -44,7 +53,9 @@ class VimiModel(nn.Module):
                 raise ValueError("condition: `context` frames need a `context_mask` [B, 1, T, H, W]")
             with torch.no_grad():
                 latent = self.autoencoder.encode(context.to(tokens.device))  # [B, C', T', H', W']
-            latent_mask = F.interpolate(context_mask.float().to(latent.device), size=latent.shape[2:], mode="nearest")
+            latent_mask = F.interpolate(
+                context_mask.float().to(latent.device), size=latent.shape[2:], mode="nearest"
+            )
             cond["context"] = latent * latent_mask
             cond["context_mask"] = latent_mask  # [B, 1, T', H', W']
         return cond
@@ -72,7 +83,9 @@ class VimiModel(nn.Module):
             raise ValueError(f"got {len(seeds)} seeds for a batch of {x0.shape[0]}")
         sigma = torch.cat(
             [
-                sample_training_sigmas(1, self.cfg.diffusion, x0.shape, "cpu", torch.Generator().manual_seed(seed))
+                sample_training_sigmas(
+                    1, self.cfg.diffusion, x0.shape, "cpu", torch.Generator().manual_seed(seed)
+                )
                 for seed in seeds
             ]
         ).to(x0.device)  # [B]
@@ -104,10 +117,21 @@ class VimiModel(nn.Module):
         return [*self.backbone.blocks, *getattr(self.encoder, "blocks", [])]
 
 
+def is_external_key(model: VimiModel, key: str) -> bool:
+    """True for frozen pretrained weights that load from their own local path (autoencoder, frozen LM/VLM)."""
+    kind = model.cfg.model.encoder.kind
+    prefixes = getattr(model.encoder, "external_state_prefixes", EXTERNAL_ENCODER_PREFIXES.get(kind, ()))
+    return key.startswith(("autoencoder.", *(f"encoder.{p}" for p in prefixes)))
+
+
 def is_inference_key(model: VimiModel, key: str) -> bool:
-    """True for state-dict keys that belong in model.safetensors."""
-    external = tuple(f"encoder.{p}" for p in getattr(model.encoder, "external_state_prefixes", ()))
-    return key.startswith(INFERENCE_PREFIXES) and not key.startswith(external) if external else key.startswith(INFERENCE_PREFIXES)
+    """True for state-dict keys that belong in model.safetensors (encoder.*, backbone.*, not external)."""
+    return key.startswith(INFERENCE_PREFIXES) and not is_external_key(model, key)
+
+
+def trainable_state_dict(model: VimiModel) -> dict[str, torch.Tensor]:
+    """The state a training checkpoint must hold: everything but the externally loaded frozen parts."""
+    return {k: v for k, v in model.state_dict().items() if not is_external_key(model, k)}
 
 
 def build_model(cfg: VimiConfig) -> VimiModel:

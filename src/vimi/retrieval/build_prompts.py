@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -126,6 +127,16 @@ def _media_value(path: str, out: Path, copy: bool, subdir: str, name: str) -> st
     return os.path.relpath(path, out)
 
 
+def _frame_hashes(video: str, num_frames: int) -> list[int] | MediaError:
+    """The video's frame hashes for the leakage filter, or the error that makes its row a skip."""
+    if num_frames <= 0:
+        return []
+    try:
+        return video_frame_hashes(video, num_frames)
+    except MediaError as err:
+        return err
+
+
 def process_shard(job: PromptJob, shard: int, index: ShardedIndex) -> dict:
     """Write output shard `shard` (unless already done) and return its done record."""
     out = Path(job.out)
@@ -155,11 +166,11 @@ def process_shard(job: PromptJob, shard: int, index: ShardedIndex) -> dict:
     schema = output_schema(job.videos)
     passthrough = [f.name for f in schema][len(OWN_COLUMNS) :]
     records = []
-    for (row, record, item_id, caption, video), hits in zip(valid, hits_per_query):
-        try:
-            frames = video_frame_hashes(video, cfg.dedup_frames) if cfg.dedup_frames > 0 else []
-        except MediaError as err:
-            skips.skip("videos", row, item_id, f"unreadable_video: {err}")
+    with ThreadPoolExecutor(max(index.threads, 1)) as pool:  # video decoding releases the GIL
+        all_frames = list(pool.map(lambda v: _frame_hashes(v[4], cfg.dedup_frames), valid))
+    for (row, record, item_id, caption, video), hits, frames in zip(valid, hits_per_query, all_frames):
+        if isinstance(frames, MediaError):
+            skips.skip("videos", row, item_id, f"unreadable_video: {frames}")
             continue
         kept, dropped = hit_filter.select(hits, frames)
         for hit, why in dropped:

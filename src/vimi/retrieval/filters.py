@@ -9,18 +9,18 @@ re-encoding and small colour shifts keep most bits; the Hamming distance counts 
 import functools
 from dataclasses import dataclass
 
+import av
 import numpy as np
 from PIL import Image
 
 from vimi.data.image_io import load_pil_image
-from vimi.data.video_io import decode_frames, probe_video
 from vimi.errors import MediaError
 
 HASH_WIDTH, HASH_HEIGHT = 9, 8
 
 
 def dhash(image: Image.Image | np.ndarray) -> int:
-    """64-bit difference hash of an RGB image (PIL or uint8 [H, W, 3])."""
+    """64-bit difference hash of an image (PIL, or uint8 [H, W, 3] RGB / [H, W] grey)."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     grey = np.asarray(
@@ -41,13 +41,33 @@ def image_hash(path: str) -> int:
 
 
 def video_frame_hashes(path: str, num_frames: int) -> list[int]:
-    """dHashes of `num_frames` evenly spaced frames of a video (all frames if it is shorter)."""
-    available = probe_video(path).num_frames
-    if available < 1:
+    """dHashes of `num_frames` evenly spaced frames of a video (all frames if it is shorter).
+
+    One container open and grey frames straight from the decoder: this runs once per video row, so
+    it is the largest cost of build-prompts after retrieval itself.
+    """
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            available = stream.frames  # from the container header; 0 when unknown
+            count = min(num_frames, available) if available > 0 else num_frames
+            wanted = (
+                {round(i * (available - 1) / max(count - 1, 1)) for i in range(count)}
+                if available > 0
+                else None
+            )
+            hashes = []
+            for index, frame in enumerate(container.decode(stream)):
+                if wanted is None or index in wanted:
+                    hashes.append(dhash(frame.to_ndarray(format="gray")))
+                if len(hashes) == count:
+                    break
+    except (av.FFmpegError, OSError, IndexError, ValueError) as err:
+        raise MediaError(f"{path}: cannot decode video ({err}); the file is truncated or corrupt") from None
+    if not hashes:
         raise MediaError(f"{path}: the video has no frames")
-    count = min(num_frames, available)
-    indices = sorted({round(i * (available - 1) / max(count - 1, 1)) for i in range(count)})
-    return [dhash(frame) for frame in decode_frames(path, indices)]
+    return hashes
 
 
 def normalise_text(text: str) -> str:

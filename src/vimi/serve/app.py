@@ -100,6 +100,8 @@ def generate_video(
     from vimi.data.video_io import write_mp4
 
     prompt, first_frame = build_request(task, text, images, has_index=index is not None)
+    if seed is None or steps is None:  # a cleared number box
+        raise PromptError("give a seed and a number of steps")
     video = pipe(
         prompt,
         first_frame=first_frame,

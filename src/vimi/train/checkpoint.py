@@ -123,7 +123,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
             return found
     if path.is_dir() and (path / "model.safetensors").exists():
         raise CheckpointError(f"{path}: no {COMPLETE} marker; the checkpoint is an interrupted write")
-    raise CheckpointError(f"checkpoint not found: {path} (expected a step-* folder with {COMPLETE}, or a run folder)")
+    raise CheckpointError(
+        f"checkpoint not found: {path} (expected a step-* folder with {COMPLETE}, or a run folder)"
+    )
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:

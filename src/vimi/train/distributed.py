@@ -3,7 +3,7 @@
 import datetime
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -19,7 +19,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def is_main(self) -> bool:
@@ -84,7 +84,7 @@ def gather_objects(obj) -> list:
 
 
 def choose_parallel(parallel: str, num_params: int, fsdp_auto_params: int, info: DistInfo) -> str:
-    """"none" for one process; else "ddp" or "fsdp" (auto: FSDP2 above fsdp_auto_params parameters)."""
+    """ "none" for one process; else "ddp" or "fsdp" (auto: FSDP2 above fsdp_auto_params parameters)."""
     if not info.is_distributed:
         return "none"
     if parallel == "auto":
@@ -92,7 +92,9 @@ def choose_parallel(parallel: str, num_params: int, fsdp_auto_params: int, info:
     return parallel
 
 
-def wrap_model(model: nn.Module, mode: str, info: DistInfo, shard_modules: list[nn.Module] | None = None) -> nn.Module:
+def wrap_model(
+    model: nn.Module, mode: str, info: DistInfo, shard_modules: list[nn.Module] | None = None
+) -> nn.Module:
     """DDP or FSDP2 (fully_shard) around `model`; `shard_modules` (e.g. transformer blocks) are sharded first."""
     if mode == "none":
         return model
@@ -141,7 +143,9 @@ def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, mode: st
         return optimizer.state_dict()
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return get_optimizer_state_dict(
+        model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
 
 
 def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict, mode: str) -> None:

@@ -19,7 +19,9 @@ class EMA:
     local and needs no communication; `state_dict()` returns them under the module's own keys.
     """
 
-    def __init__(self, module: nn.Module, halflife_steps: float, include: Callable[[str], bool] | None = None):
+    def __init__(
+        self, module: nn.Module, halflife_steps: float, include: Callable[[str], bool] | None = None
+    ):
         self.decay = ema_decay(halflife_steps)
         self.include = include or (lambda name: True)
         self.shadow = {name: t.detach().clone() for name, t in self._tracked(module)}

@@ -112,6 +112,10 @@ def _truncate_after(path: Path, step: int) -> None:
         return
     from vimi.utils.atomic import atomic_open
 
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    kept = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and json.loads(line)["step"] <= step
+    ]
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write("".join(line + "\n" for line in kept))

@@ -10,7 +10,9 @@ from vimi.prompt import MultimodalPrompt
 
 
 @torch.no_grad()
-def generate_samples(model: VimiModel, samples: list[TaskSample], cfg: VimiConfig, device: torch.device) -> dict[str, torch.Tensor]:
+def generate_samples(
+    model: VimiModel, samples: list[TaskSample], cfg: VimiConfig, device: torch.device
+) -> dict[str, torch.Tensor]:
     """One video [C, T, H, W] in [-1, 1] per eval sample, keyed "<i>-<task>"; seeds cfg.sample.seed + i."""
     batch = collate_samples(samples)
     context = batch.context.to(device) if batch.context is not None else None
@@ -19,7 +21,9 @@ def generate_samples(model: VimiModel, samples: list[TaskSample], cfg: VimiConfi
     conds = {
         "cond": model.condition(prompts, context, context_mask),
         "cond_image": model.condition([p.drop_text() for p in prompts], context, context_mask),
-        "cond_uncond": model.condition([MultimodalPrompt([], p.task) for p in prompts], context, context_mask),
+        "cond_uncond": model.condition(
+            [MultimodalPrompt([], p.task) for p in prompts], context, context_mask
+        ),
     }
     shape = model.autoencoder.encode(batch.videos.to(device)).shape  # the latent shape of one batch
     sigmas = sampling_sigmas(cfg.sample.steps, cfg.diffusion, shape, device)

@@ -20,7 +20,7 @@ import torch
 from vimi.config import VimiConfig, save_config, to_dict
 from vimi.data.tasks import TaskBatch, TaskMixture, build_task_dataset, collate_samples
 from vimi.errors import CheckpointError, ConfigError
-from vimi.models.vimi_model import VimiModel, build_model, is_inference_key
+from vimi.models.vimi_model import VimiModel, build_model, is_inference_key, trainable_state_dict
 from vimi.train import checkpoint as ckpt
 from vimi.train import distributed as dist
 from vimi.train.ema import EMA
@@ -93,7 +93,9 @@ class Trainer:
         self.wrapped = dist.wrap_model(self.model, self.mode, info, self.model.shard_modules())
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train)
-        self.ema = EMA(self.model, cfg.train.ema_halflife_steps, include=lambda k: is_inference_key(self.model, k))
+        self.ema = EMA(
+            self.model, cfg.train.ema_halflife_steps, include=lambda k: is_inference_key(self.model, k)
+        )
         self.step = 0
         if cfg.train.resume:
             self._resume()
@@ -104,9 +106,15 @@ class Trainer:
         )
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         if info.is_main:
-            log.info("stage %s: %.2fM params (%.2fM trainable), %s on %d rank(s), tasks %s",
-                     cfg.train.stage, num_params / 1e6, trainable / 1e6, self.mode, info.world_size,
-                     dict(zip(self.dataset.names, self.dataset.weights)))
+            log.info(
+                "stage %s: %.2fM params (%.2fM trainable), %s on %d rank(s), tasks %s",
+                cfg.train.stage,
+                num_params / 1e6,
+                trainable / 1e6,
+                self.mode,
+                info.world_size,
+                dict(zip(self.dataset.names, self.dataset.weights)),
+            )
 
     # ---------------------------------------------------------------------------------------------
     # Loading
@@ -140,7 +148,10 @@ class Trainer:
                 f"{latest}: saved with train.batch_size={state['state']['global_batch']}, now "
                 f"{self.cfg.train.batch_size}; resume with the same global batch"
             )
-        dist.load_full_state_dict(self.model, state["model"])
+        expected = set(trainable_state_dict(self.model))
+        if set(state["model"]) != expected:
+            raise CheckpointError(f"{latest}: its weights do not match this config's model; resume with the same model")
+        dist.load_full_state_dict(self.model, state["model"], strict=False)
         self.ema.load_state_dict({k: v.to(self.info.device) for k, v in state["ema"].items()})
         dist.load_optimizer_state(self.model, self.optimizer, state["optimizer"], self.mode)
         self.scheduler.load_state_dict(state["scheduler"])
@@ -159,7 +170,9 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out_dir / "config.yaml")
         logger = RunLogger(self.out_dir, self.step, cfg.train.steps, info.is_main, cfg.train.progress)
-        eval_samples = self.dataset.fixed_samples(cfg.train.num_sample_prompts) if cfg.train.sample_every else []
+        eval_samples = (
+            self.dataset.fixed_samples(cfg.train.num_sample_prompts) if cfg.train.sample_every else []
+        )
         if eval_samples and info.is_main:
             prompts = [{"task": s.prompt.task, "prompt": s.prompt.placeholder_text} for s in eval_samples]
             (self.out_dir / "samples").mkdir(parents=True, exist_ok=True)
@@ -176,7 +189,9 @@ class Trainer:
                 logger.log_step(self.step, metrics, write)
                 if self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.steps:
                     last = self.save()
-                if cfg.train.sample_every and (self.step % cfg.train.sample_every == 0 or self.step == cfg.train.steps):
+                if cfg.train.sample_every and (
+                    self.step % cfg.train.sample_every == 0 or self.step == cfg.train.steps
+                ):
                     self._write_samples(logger, eval_samples)
                 if on_step is not None:
                     on_step(self.step)
@@ -222,7 +237,9 @@ class Trainer:
                 loss = per_sample.float().sum() / rank_batch
             loss.backward()
             loss_sum += loss.detach()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        )
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -239,7 +256,7 @@ class Trainer:
 
     def save(self) -> Path | None:
         """A checkpoint of the current step (all ranks gather under FSDP; rank 0 writes)."""
-        raw = dist.full_state_dict(self.model.state_dict())
+        raw = dist.full_state_dict(trainable_state_dict(self.model))
         ema = dist.full_state_dict(self.ema.state_dict())
         optimizer_state = dist.optimizer_state(self.model, self.optimizer, self.mode)
         # Every DDP rank must hold the same weights; the digests make that checkable in each checkpoint.
@@ -285,7 +302,13 @@ class MicroBatchSampler(torch.utils.data.Sampler):
     """Yields this rank's micro-batches of global sample indices, step after step, from `start_step`."""
 
     def __init__(
-        self, start_step: int, steps: int, global_batch: int, grad_accum: int, info: dist.DistInfo, repeat: int = 0
+        self,
+        start_step: int,
+        steps: int,
+        global_batch: int,
+        grad_accum: int,
+        info: dist.DistInfo,
+        repeat: int = 0,
     ):
         self.start_step, self.steps, self.repeat = start_step, steps, repeat
         self.global_batch, self.grad_accum = global_batch, grad_accum

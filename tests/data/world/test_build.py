@@ -45,7 +45,9 @@ def test_world_tables(tiny_world):
     assert len(tiny_world.subjects_in("heldout")) == cfg.num_heldout_subjects
     names = [s.name for s in tiny_world.subjects + tiny_world.distractor_subjects]
     assert len(set(names)) == len(names)
-    assert {"left", "right", "up", "down", "up_left", "bounce", "spin", "grow", "shrink", "still"} <= set(MOTION_IDS)
+    assert {"left", "right", "up", "down", "up_left", "bounce", "spin", "grow", "shrink", "still"} <= set(
+        MOTION_IDS
+    )
     info = json.loads((tiny_world.root / "world.json").read_text())
     assert len(info["scenes"]) == len(SCENES) >= 6 and info["config"]["preset"] == "tiny"
     assert tiny_world.subject(names[0]).name == names[0]
@@ -156,13 +158,18 @@ def test_row_counts_match_the_config(tiny_world):
 
 def test_distractor_pairs_can_share_a_bounded_pool_of_image_files(tmp_path):
     out = tmp_path / "pool"
-    build_world(WorldConfig(preset="tiny", num_distractor_pairs=50, distractor_images=7, distractor_subjects=3), out)
+    build_world(
+        WorldConfig(preset="tiny", num_distractor_pairs=50, distractor_images=7, distractor_subjects=3), out
+    )
     rows = [r for r in iter_records(out / "memory") if r["kind"] == "distractor"]
     assert len(rows) == 50 and len({r["image"] for r in rows}) == 7
     assert len(list((out / "memory" / "distractors").rglob("*.png"))) == 7
     by_image = {}
     for row in rows:  # one image, one subject: captions of a shared image agree on who is in it
-        assert by_image.setdefault(row["image"], (row["subject"], row["scene"])) == (row["subject"], row["scene"])
+        assert by_image.setdefault(row["image"], (row["subject"], row["scene"])) == (
+            row["subject"],
+            row["scene"],
+        )
 
 
 def test_presets_fill_only_fields_left_at_defaults():

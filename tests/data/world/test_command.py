@@ -7,7 +7,17 @@ from vimi.data.world import load_world
 
 def test_vimi_world_builds_with_overrides_and_refuses_to_clobber(tmp_path, capsys):
     out = tmp_path / "w"
-    argv = ["world", "--out", str(out), "--preset", "tiny", "--seed", "5", "--set", "world.num_train_videos=5"]
+    argv = [
+        "world",
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--seed",
+        "5",
+        "--set",
+        "world.num_train_videos=5",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "memory pairs" in printed and "tiny" in printed

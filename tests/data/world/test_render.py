@@ -53,7 +53,9 @@ def test_textures_use_two_continuous_colours():
 
 def test_scenes_have_distinct_colour_statistics():
     assert len(SCENES) >= 6
-    means = np.array([[scene_background(s, SIZE, SIZE, v).mean(axis=(0, 1)) for v in range(4)] for s in SCENES])
+    means = np.array(
+        [[scene_background(s, SIZE, SIZE, v).mean(axis=(0, 1)) for v in range(4)] for s in SCENES]
+    )
     centres = means.mean(axis=1)  # [scenes, 3]
     spread = np.linalg.norm(means - centres[:, None], axis=-1).max()
     for i, j in itertools.combinations(range(len(SCENES)), 2):
@@ -75,7 +77,9 @@ def _centroids(alpha):
 
 def test_angle_is_counter_clockwise_on_screen(renderer):
     arrow = 6
-    out = _render_one(renderer, arrow, {"cx": [16, 16], "cy": [16, 16], "scale": [0.8, 0.8], "angle": [0, np.pi / 2]})
+    out = _render_one(
+        renderer, arrow, {"cx": [16, 16], "cy": [16, 16], "scale": [0.8, 0.8], "angle": [0, np.pi / 2]}
+    )
     centroid = _centroids(out["alpha"][0, 0])
     assert centroid[0, 0] > 16.5  # unrotated: the arrow head (more mass) points right
     assert centroid[1, 1] < 15.5  # +90 degrees: it points up (y down on screen)

@@ -1,11 +1,11 @@
 """GroundedWorld: vimi's synthetic world of named subjects, scenes and motions, with exact ground truth.
 
-    from vimi.data.world import build_world, load_world
-    build_world(WorldConfig(preset="small"), "outputs/world")
-    world = load_world("outputs/world")
-    world.subjects, world.scenes, world.motions            # tables
-    for record in world.videos("heldout"): ...              # VideoGroundTruth: boxes, centers, scales, angles
-    world.renderer.render_subject(world.subject_index("blicket"), world.scene_index("meadow"))
+from vimi.data.world import build_world, load_world
+build_world(WorldConfig(preset="small"), "outputs/world")
+world = load_world("outputs/world")
+world.subjects, world.scenes, world.motions            # tables
+for record in world.videos("heldout"): ...              # VideoGroundTruth: boxes, centers, scales, angles
+world.renderer.render_subject(world.subject_index("blicket"), world.scene_index("meadow"))
 """
 
 from vimi.data.world.build import VIDEO_SCHEMA, WorldSummary, build_world, sample_world_subjects

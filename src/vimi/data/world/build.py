@@ -104,7 +104,11 @@ def build_world(
 
     subjects, distractors = sample_world_subjects(cfg)
     renderer = WorldRenderer(
-        [s.appearance for s in subjects + distractors], cfg.height, cfg.width, cfg.seed, cfg.background_variants
+        [s.appearance for s in subjects + distractors],
+        cfg.height,
+        cfg.width,
+        cfg.seed,
+        cfg.background_variants,
     )
     lap("sprites")
     memory_counts = write_memory(cfg, renderer, subjects, distractors, staging / "memory", report("memory"))
@@ -123,6 +127,7 @@ def build_world(
         motions=len(MOTIONS),
     )
     write_json_atomic(staging / WORLD_FILE, _world_json(cfg, subjects, distractors, renderer, summary.counts))
+    _make_readable(staging)
     if out_dir.exists():
         shutil.rmtree(out_dir)  # _check_target allowed it: an old world, or an empty folder
     os.replace(staging, out_dir)
@@ -140,13 +145,23 @@ def sample_world_subjects(cfg: WorldConfig) -> tuple[list[Subject], list[Subject
     return [s for s in everyone if s.split != "distractor"], [s for s in everyone if s.split == "distractor"]
 
 
+def _make_readable(folder: Path) -> None:
+    """Give the atomically written files (created 0600 by mkstemp) the usual umask-based mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder / WORLD_FILE, *folder.rglob("manifest.json"), *folder.rglob("*.parquet")]:
+        path.chmod(0o666 & ~umask)
+
+
 def _check_target(out_dir: Path, overwrite: bool) -> None:
     if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
         return
     if not overwrite:
         raise DataError(f"{out_dir} already exists; pass --overwrite to replace it or choose another --out")
     if not (out_dir / WORLD_FILE).is_file():
-        raise DataError(f"{out_dir} is not empty and holds no {WORLD_FILE}; refusing to delete it (choose another --out)")
+        raise DataError(
+            f"{out_dir} is not empty and holds no {WORLD_FILE}; refusing to delete it (choose another --out)"
+        )
 
 
 def _write_videos(

@@ -32,7 +32,7 @@ DISTRACTOR_TEMPLATES = (
 
 
 def video_caption(names: list[str], motion_phrases: list[str], scene: Scene, template: int) -> str:
-    """"A blicket moves left slowly in the meadow while a dax spins quickly." (one or two subjects)."""
+    """ "A blicket moves left slowly in the meadow while a dax spins quickly." (one or two subjects)."""
     fields = {
         "a1": with_article(names[0], capital=True),
         "a1_low": with_article(names[0]),
@@ -47,7 +47,7 @@ def video_caption(names: list[str], motion_phrases: list[str], scene: Scene, tem
 
 
 def subject_caption(name: str, scene: Scene | None, template: int, templates=SUBJECT_TEMPLATES) -> str:
-    """"A photo of a blicket in the desert."; scene None gives the reference-image caption."""
+    """ "A photo of a blicket in the desert."; scene None gives the reference-image caption."""
     fields = {"a": with_article(name, capital=True), "a_low": with_article(name)}
     if scene is None:
         return REFERENCE_TEMPLATE.format(**fields)
@@ -55,7 +55,7 @@ def subject_caption(name: str, scene: Scene | None, template: int, templates=SUB
 
 
 def scene_caption(scene: Scene, template: int) -> str:
-    """"A view of the meadow."."""
+    """ "A view of the meadow."."""
     return SCENE_TEMPLATES[template % len(SCENE_TEMPLATES)].format(scene=scene.name)
 
 

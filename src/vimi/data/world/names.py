@@ -14,25 +14,25 @@ CODAS = ("", "", "", "n", "k", "t", "x", "m", "p", "l", "sh", "r", "ck", "sp", "
 
 # Words a name must never be: English words likely to appear in captions, plus the world's own
 # vocabulary (scene and motion words), so a name never collides with a word of meaning.
-STOPLIST = frozenset(
-    """
+_STOPWORDS = """
     a an the and or but if of to in on at by for with from into onto over under across through while
     as is are was were be been being it its this that these those there here then than so too very
     up down left right top bottom back front side moves move moving spins spin grows grow shrinks
     shrink stays still bounce bounces slowly quickly slow fast photo view close image picture scene
     meadow desert night sky ocean snowfield snow field forest lava city sunset lavender plain
-    background small large big tiny huge red green blue yellow white black brown pink purple orange grey
-    gray cat dog man men woman boy girl baby ball box car bus toy tree sun moon star rock stone fish bird
-    bat bee ant cow pig hen fox owl rat elk yak ape kid pet bed cup pot pan can jar hat cap bag pen pin
-    net map toe leg arm ear eye lip hip fin tail nose head hand foot feet dot dots line lines tan van
-    ban bad bed bid bud dad dam den dig dim dip dug fan fat fed fig fit fix fog fun fur gap gas gel gem
-    get gum gun gut hit hot hug hum hut jab jam jet job jog jot jug kit lab lad lap let lid lit log lot
-    mad mat mob mop mud mug nag nap nib nod not nut pad pal pat peg pet pit pod pop pot pub pun pup rag
-    ram ran rap red rib rid rig rim rip rob rod rot rub rug rum run sad sat set sip sit six sob sod sum
-    sun tab tag tap ten tin tip top tub tug van vet wag web wet wig win wit zap zip zoo baker banana
-    kitten tiger table water paper pocket rocket ticket basket bucket jacket locket packet racket socket
-    """.split()
-)
+    background small large big tiny huge red green blue yellow white black brown pink purple orange
+    grey gray cat dog man men woman boy girl baby ball box car bus toy tree sun moon star rock stone
+    fish bird bat bee ant cow pig hen fox owl rat elk yak ape kid pet bed cup pot pan can jar hat
+    cap bag pen pin net map toe leg arm ear eye lip hip fin tail nose head hand foot feet dot dots
+    line lines tan van ban bad bed bid bud dad dam den dig dim dip dug fan fat fed fig fit fix fog
+    fun fur gap gas gel gem get gum gun gut hit hot hug hum hut jab jam jet job jog jot jug kit lab
+    lad lap let lid lit log lot mad mat mob mop mud mug nag nap nib nod not nut pad pal pat peg pet
+    pit pod pop pot pub pun pup rag ram ran rap red rib rid rig rim rip rob rod rot rub rug rum run
+    sad sat set sip sit six sob sod sum sun tab tag tap ten tin tip top tub tug van vet wag web wet
+    wig win wit zap zip zoo baker banana kitten tiger table water paper pocket rocket ticket basket
+    bucket jacket locket packet racket socket video seen resting look nothing empty against with
+"""
+STOPLIST = frozenset(_STOPWORDS.split())
 
 
 def make_name(rng: np.random.Generator) -> str:
@@ -46,7 +46,9 @@ def make_name(rng: np.random.Generator) -> str:
     return "".join(parts)
 
 
-def generate_names(rng: np.random.Generator, count: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[str]:
+def generate_names(
+    rng: np.random.Generator, count: int, exclude: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
     """`count` unique names, none in STOPLIST or `exclude`, in the order drawn (deterministic per rng)."""
     names: list[str] = []
     taken = set(exclude) | STOPLIST

@@ -69,7 +69,13 @@ def check_world_config(cfg: WorldConfig) -> None:
     for name in positive:
         if getattr(cfg, name) < 1:
             raise ConfigError(f"world.{name} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("num_train_videos", "num_heldout_videos", "images_per_scene", "num_distractor_pairs", "distractor_images"):
+    for name in (
+        "num_train_videos",
+        "num_heldout_videos",
+        "images_per_scene",
+        "num_distractor_pairs",
+        "distractor_images",
+    ):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"world.{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.num_distractor_pairs > 0 and cfg.distractor_subjects < 1:

@@ -33,8 +33,9 @@ class WorldRenderer:
         self.scenes = scenes
         self.num_subjects = len(appearances)
         self.background_variants = background_variants
-        # Finest sprite level: at least twice the frame, a power of two so levels halve exactly.
-        self.sprite_size = 1 << int(np.ceil(np.log2(max(2 * max(height, width), 8))))
+        # Finest sprite level: the frame's side rounded up to a power of two (levels halve exactly). A
+        # subject is never wider than the frame, so the finest level is never magnified more than 2x.
+        self.sprite_size = 1 << int(np.ceil(np.log2(max(height, width, 8))))
         self.level_sizes = []
         size = self.sprite_size
         while size >= MIN_LEVEL_SIZE:
@@ -43,12 +44,17 @@ class WorldRenderer:
         self._build_sprite_table(appearances)
         # [num_scenes + 1, V, H, W, 3]; the extra last "scene" is the plain backdrop of reference images.
         banks = [
-            [scene_background(scene, height, width, v, seed) for v in range(background_variants)] for scene in scenes
+            [scene_background(scene, height, width, v, seed) for v in range(background_variants)]
+            for scene in scenes
         ]
-        plain = np.broadcast_to(np.asarray(PLAIN_BACKDROP, np.float32), (background_variants, height, width, 3))
+        plain = np.broadcast_to(
+            np.asarray(PLAIN_BACKDROP, np.float32), (background_variants, height, width, 3)
+        )
         self.backgrounds = np.concatenate([np.asarray(banks, np.float32), plain[None]], axis=0)
         # The same with a 4th zero channel, so that compositing runs on contiguous 4-float pixels.
-        self._backgrounds4 = np.concatenate([self.backgrounds, np.zeros_like(self.backgrounds[..., :1])], axis=-1)
+        self._backgrounds4 = np.concatenate(
+            [self.backgrounds, np.zeros_like(self.backgrounds[..., :1])], axis=-1
+        )
         self.plain_index = len(scenes)
 
     # ---------------------------------------------------------------------------------------------
@@ -60,7 +66,9 @@ class WorldRenderer:
         # One more, all-transparent subject at index num_subjects stands for "no subject".
         table = np.zeros(((self.num_subjects + 1) * per_subject, 4), np.float32)
         if len(table) >= 2**31:
-            raise ValueError(f"{self.num_subjects} subjects at sprite size {self.sprite_size} overflow int32 texel indices")
+            raise ValueError(
+                f"{self.num_subjects} subjects at sprite size {self.sprite_size} overflow int32 texel indices"
+            )
         self.offsets = np.zeros((self.num_subjects + 1, levels), np.int64)
         for p in range(self.num_subjects + 1):
             sprite = make_sprite(appearances[p], self.sprite_size) if p < self.num_subjects else None
@@ -111,19 +119,27 @@ class WorldRenderer:
         subject_index = np.asarray(subject_index)
         num, layers = subject_index.shape
         frames_count = poses["cx"].shape[-1]
-        backgrounds = self._backgrounds4[background_index[:, 0], background_index[:, 1] % self.background_variants]
+        backgrounds = self._backgrounds4[
+            background_index[:, 0], background_index[:, 1] % self.background_variants
+        ]
         # [N, H, W, 4] -> [N, T, H, W, 4]; the 4th (ignored) channel keeps every composite op contiguous.
         canvas = np.repeat(backgrounds[:, None], frames_count, axis=1)
         boxes = np.zeros((num, layers, frames_count, 4), np.int32)
         visible = np.zeros((num, layers, frames_count), bool)
-        alphas = np.zeros((num, layers, frames_count, self.height, self.width), np.float32) if return_alpha else None
+        alphas = (
+            np.zeros((num, layers, frames_count, self.height, self.width), np.float32)
+            if return_alpha
+            else None
+        )
         for k in range(layers):
             # Only the clips that have a k-th subject pay for it (most clips have one subject).
             rows = np.flatnonzero(subject_index[:, k] >= 0)
             if len(rows) == 0:
                 continue
             every = len(rows) == num
-            pose = {name: np.asarray(poses[name][rows, k], np.float32) for name in ("cx", "cy", "scale", "angle")}
+            pose = {
+                name: np.asarray(poses[name][rows, k], np.float32) for name in ("cx", "cy", "scale", "angle")
+            }
             flat = self._texel_index(subject_index[rows, k], pose)  # [n, T, H, W]
             layer = canvas if every else canvas[rows]
             # complex128 [n, T, H, W] -> float32 [n, T, H, W, 4]
@@ -147,7 +163,9 @@ class WorldRenderer:
         """Row of the texel table that each pixel shows, for one subject per clip: int32 [N, T, H, W]."""
         sprite_row = np.asarray(subject_index)  # [N], every entry >= 0
         diameter = np.maximum(pose["scale"] * self.side, 1e-3)  # [N, T] pixels
-        level = np.clip(np.floor(np.log2(self.sprite_size / diameter)), 0, len(self.level_sizes) - 1).astype(np.int64)
+        level = np.clip(np.floor(np.log2(self.sprite_size / diameter)), 0, len(self.level_sizes) - 1).astype(
+            np.int64
+        )
         size = (self.sprite_size >> level).astype(np.float32)  # [N, T] texels across at this level
         texels_per_pixel = size / diameter
         cos = np.cos(pose["angle"]) * texels_per_pixel

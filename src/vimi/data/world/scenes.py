@@ -89,7 +89,9 @@ def _forest(x, y, rng, h, w):
 
 def _lava_field(x, y, rng, h, w):
     a, b = rng.uniform(0, 1, 2)
-    flow = np.sin(2 * np.pi * (1.5 * x + a)) * np.sin(2 * np.pi * (1.2 * y + b)) + 0.3 * np.sin(2 * np.pi * (3 * x + 2 * y))
+    flow = np.sin(2 * np.pi * (1.5 * x + a)) * np.sin(2 * np.pi * (1.2 * y + b)) + 0.3 * np.sin(
+        2 * np.pi * (3 * x + 2 * y)
+    )
     return 0.9 * (flow > 0.45)
 
 

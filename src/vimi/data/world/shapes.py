@@ -30,7 +30,12 @@ def sample_shape(rng: np.random.Generator) -> dict:
     if family == "regular_polygon":
         return {"family": family, "sides": int(rng.integers(3, 7)), "rotation": turn}
     if family == "star":
-        return {"family": family, "points": int(rng.integers(4, 8)), "inner": float(rng.uniform(0.38, 0.6)), "rotation": turn}
+        return {
+            "family": family,
+            "points": int(rng.integers(4, 8)),
+            "inner": float(rng.uniform(0.38, 0.6)),
+            "rotation": turn,
+        }
     if family == "random_polygon":
         n = int(rng.integers(5, 10))
         angles = np.sort(rng.uniform(0, 2 * np.pi, n))
@@ -39,16 +44,30 @@ def sample_shape(rng: np.random.Generator) -> dict:
     if family == "cross":
         return {"family": family, "arm": float(rng.uniform(0.22, 0.4)), "rotation": turn}
     if family == "crescent":
-        return {"family": family, "offset": float(rng.uniform(0.35, 0.65)), "inner": float(rng.uniform(0.7, 0.9)), "rotation": turn}
+        return {
+            "family": family,
+            "offset": float(rng.uniform(0.35, 0.65)),
+            "inner": float(rng.uniform(0.7, 0.9)),
+            "rotation": turn,
+        }
     if family == "ring":
         return {"family": family, "inner": float(rng.uniform(0.35, 0.6)), "ry": float(rng.uniform(0.7, 0.92))}
     if family == "heart":
         return {"family": family, "rotation": float(rng.uniform(-0.4, 0.4))}
     if family == "blob":
         k = 5
-        return {"family": family, "amplitudes": rng.uniform(0.0, 0.18, k).tolist(), "phases": rng.uniform(0, 2 * np.pi, k).tolist()}
+        return {
+            "family": family,
+            "amplitudes": rng.uniform(0.0, 0.18, k).tolist(),
+            "phases": rng.uniform(0, 2 * np.pi, k).tolist(),
+        }
     # arrow
-    return {"family": family, "shaft": float(rng.uniform(0.15, 0.3)), "head": float(rng.uniform(0.35, 0.55)), "rotation": turn}
+    return {
+        "family": family,
+        "shaft": float(rng.uniform(0.15, 0.3)),
+        "head": float(rng.uniform(0.35, 0.55)),
+        "rotation": turn,
+    }
 
 
 def shape_alpha(spec: dict, size: int, supersample: int = 4) -> np.ndarray:
@@ -99,7 +118,10 @@ def _inside(spec: dict, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         x, y = u * 1.31, 0.3 - v * 1.31
         return (x**2 + y**2 - 1) ** 3 - x**2 * y**3 <= 0
     if family == "blob":
-        bumps = sum(a * np.cos((k + 2) * theta + p) for k, (a, p) in enumerate(zip(spec["amplitudes"], spec["phases"])))
+        bumps = sum(
+            a * np.cos((k + 2) * theta + p)
+            for k, (a, p) in enumerate(zip(spec["amplitudes"], spec["phases"]))
+        )
         limit = 0.95 / (1 + sum(spec["amplitudes"]))
         return radius <= limit * (1 + bumps)
     if family == "arrow":

@@ -22,7 +22,13 @@ class Subject:
     """Its memory images, relative to WORLD/memory; the first is the reference (plain backdrop)."""
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "name": self.name, "split": self.split, "appearance": self.appearance, "images": self.images}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "split": self.split,
+            "appearance": self.appearance,
+            "images": self.images,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> "Subject":
@@ -35,7 +41,10 @@ def sample_appearance(rng: np.random.Generator) -> dict:
 
 
 def sample_subjects(
-    rng: np.random.Generator, splits: dict[str, int], prefix: dict[str, str], exclude_names: set[str] = frozenset()
+    rng: np.random.Generator,
+    splits: dict[str, int],
+    prefix: dict[str, str],
+    exclude_names: set[str] = frozenset(),
 ) -> list[Subject]:
     """Subjects for each split in order, e.g. splits={"train": 48, "heldout": 16}; names unique over all."""
     total = sum(splits.values())
@@ -43,12 +52,14 @@ def sample_subjects(
     subjects, position = [], 0
     for split, count in splits.items():
         for i in range(count):
-            subjects.append(Subject(f"{prefix[split]}{i:05d}", names[position], split, sample_appearance(rng)))
+            subjects.append(
+                Subject(f"{prefix[split]}{i:05d}", names[position], split, sample_appearance(rng))
+            )
             position += 1
     return subjects
 
 
-def make_sprite(appearance: dict, size: int, supersample: int = 2) -> np.ndarray:
+def make_sprite(appearance: dict, size: int, supersample: int = 4) -> np.ndarray:
     """Premultiplied RGBA sprite, float32 [size, size, 4], of an appearance on sprite coords [-1, 1]."""
     alpha = shape_alpha(appearance["shape"], size, supersample)  # [S, S]
     rgb = texture_rgb(appearance["texture"], size)  # [S, S, 3]

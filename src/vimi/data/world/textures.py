@@ -16,7 +16,7 @@ def sample_color(rng: np.random.Generator) -> list[float]:
 
 def contrasting_color(rng: np.random.Generator, color: list[float]) -> list[float]:
     """A second colour visibly different from `color` (hue turned, value flipped)."""
-    hue, saturation, value = colorsys.rgb_to_hsv(*color)
+    hue, _, value = colorsys.rgb_to_hsv(*color)
     hue = (hue + rng.uniform(0.2, 0.8)) % 1.0
     value = rng.uniform(0.15, 0.45) if value > 0.7 else rng.uniform(0.8, 1.0)
     return [float(c) for c in colorsys.hsv_to_rgb(hue, rng.uniform(0.3, 1.0), value)]
@@ -48,7 +48,9 @@ def texture_rgb(spec: dict, size: int) -> np.ndarray:
     elif kind == "stripes":
         weight = (np.floor(along / period + phase) % 2).astype(np.float64)
     elif kind == "checker":
-        weight = ((np.floor(along / period + phase) + np.floor(across / period + phase)) % 2).astype(np.float64)
+        weight = ((np.floor(along / period + phase) + np.floor(across / period + phase)) % 2).astype(
+            np.float64
+        )
     elif kind == "dots":
         cell_u = (along / period + phase) % 1 - 0.5
         cell_v = (across / period + phase) % 1 - 0.5

@@ -62,7 +62,14 @@ def plan_videos(
     # Paired subjects start in opposite halves of their feasible ranges, which keeps overlaps rare.
     lane = np.stack([np.where(pairs, -1, 0), np.where(pairs, 1, 0)], axis=1)
     flat = sample_poses(
-        motions.reshape(-1), speeds.reshape(-1), base_scale.reshape(-1), num_frames, height, width, rng, lane.reshape(-1)
+        motions.reshape(-1),
+        speeds.reshape(-1),
+        base_scale.reshape(-1),
+        num_frames,
+        height,
+        width,
+        rng,
+        lane.reshape(-1),
     )
     # [N * 2, T] -> [N, 2, T]
     poses = {name: value.reshape(count, 2, num_frames) for name, value in flat.items()}

@@ -1,0 +1,158 @@
+"""Task datasets: manifest rows -> (prompt, video, context) samples, deterministic per global index."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from vimi.config import RetrievalConfig, VimiConfig, WorldConfig
+from vimi.data.tasks import build_task_dataset, collate_samples, drop_condition
+from vimi.errors import DataError
+from vimi.prompt import INSTRUCTIONS, MultimodalPrompt, parse_prompt
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    from vimi.data.world import build_world
+    from vimi.retrieval import build_index, build_prompts
+
+    root = tmp_path_factory.mktemp("tasks")
+    build_world(WorldConfig(preset="tiny", seed=5), root / "world")
+    build_index(root / "world" / "memory", root / "index", RetrievalConfig())
+    build_prompts(
+        root / "world" / "videos" / "train",
+        root / "index",
+        root / "prompts",
+        RetrievalConfig(k=2),
+        progress=False,
+    )
+    return root
+
+
+def config(world: Path, stage="instruct", **tasks) -> VimiConfig:
+    cfg = VimiConfig()
+    cfg.data.world_dir = str(world / "world")
+    cfg.data.train_manifest = str(world / "prompts")
+    cfg.data.num_frames, cfg.data.height, cfg.data.width = 4, 16, 16
+    cfg.train.stage = stage
+    cfg.train.drop_text = cfg.train.drop_images = cfg.train.drop_both = 0.0
+    for name in ("subject", "predict", "retrieval_t2v", "pretrain", "t2v"):
+        setattr(cfg.train.tasks, name, tasks.get(name, 0.0))
+    return cfg
+
+
+def test_samples_are_a_function_of_seed_and_index(world):
+    cfg = config(world, subject=1, predict=1, retrieval_t2v=1)
+    a, b = build_task_dataset(cfg), build_task_dataset(cfg)
+    for i in (0, 7, 123):
+        x, y = a.sample(i), b.sample(i)
+        assert x.prompt.placeholder_text == y.prompt.placeholder_text and x.seed == y.seed
+        assert torch.equal(x.video, y.video) and x.video.shape == (3, 4, 16, 16)
+    assert len({a.sample(i).seed for i in range(20)}) == 20
+    assert {a.sample(i).prompt.task for i in range(30)} == {"subject", "predict", "retrieval_t2v"}
+
+
+def test_stage1_uses_the_build_prompts_dataset(world):
+    dataset = build_task_dataset(config(world, stage="pretrain", subject=1))
+    assert dataset.names == ["pretrain"]  # stage 1 ignores the stage-2 mixture
+    prompt = dataset.sample(0).prompt
+    assert prompt.task == "pretrain" and len(prompt.images) == 2
+    assert all(Path(image.path).is_file() for image in prompt.images)
+    assert "<image>+ " in prompt.placeholder_text and not prompt.text.startswith("Generate")
+
+
+def test_subject_images_are_memory_images_of_the_named_subjects(world):
+    dataset = build_task_dataset(config(world, subject=1))
+    memory = (world / "world" / "memory").resolve()
+    seen_forms = set()
+    for i in range(30):
+        prompt = dataset.sample(i).prompt
+        assert prompt.text.startswith(INSTRUCTIONS["subject"])
+        assert 1 <= len(prompt.images) <= 2
+        for image in prompt.images:  # never a frame of the target video: a file in the memory
+            assert Path(image.path).resolve().is_relative_to(memory) and "/subjects/" in image.path
+        for word in re.findall(r"(\w+) ?<image>", prompt.placeholder_text):
+            seen_forms.add("template" if word.lower() in ("a", "an") else "name")
+    assert len(seen_forms) == 2  # both "<name> <image>" and the "A <image>" template occur
+
+
+def test_predict_gives_first_frame_in_prompt_and_as_context(world):
+    cfg = config(world, predict=1)
+    sample = build_task_dataset(cfg).sample(3)
+    assert sample.prompt.text.startswith(INSTRUCTIONS["predict"])
+    (frame,) = sample.prompt.images
+    assert torch.equal(frame.source, sample.video[:, 0])
+    assert sample.context_mask.shape == (1, 4, 16, 16)
+    assert sample.context_mask[:, 0].eq(1).all() and sample.context_mask[:, 1:].eq(0).all()
+    assert torch.equal(sample.context[:, 0], sample.video[:, 0]) and sample.context[:, 1:].eq(0).all()
+    cfg.train.predict_frames = 2
+    sample = build_task_dataset(cfg).sample(3)
+    assert len(sample.prompt.images) == 2 and sample.context_mask[:, :2].eq(1).all()
+
+
+def test_retrieval_t2v_wraps_the_retrieved_prompt_in_its_instruction(world):
+    prompt = build_task_dataset(config(world, retrieval_t2v=1)).sample(0).prompt
+    assert prompt.task == "retrieval_t2v" and prompt.text.startswith(INSTRUCTIONS["retrieval_t2v"])
+    assert len(prompt.images) == 2
+
+
+def test_condition_dropout_each_independently(world):
+    cfg = config(world)
+    cfg.train.drop_both, cfg.train.drop_text, cfg.train.drop_images = 0.1, 0.2, 0.3
+    prompt = parse_prompt("A <image> in the city", images=[torch.zeros(3, 4, 4)], task="subject")
+    assert drop_condition(prompt, 0.05, cfg).is_empty
+    dropped_text = drop_condition(prompt, 0.15, cfg)
+    assert dropped_text.text == "" and len(dropped_text.images) == 1
+    dropped_images = drop_condition(prompt, 0.45, cfg)
+    assert dropped_images.images == [] and dropped_images.text == "A in the city"
+    assert drop_condition(prompt, 0.65, cfg) is prompt
+    cfg.train.tasks.subject = 1.0
+    dataset = build_task_dataset(cfg)
+    empty = sum(dataset.sample(i).prompt.is_empty for i in range(200))
+    assert 8 <= empty <= 35  # ~10% of 200
+
+
+def test_text_only_baseline_removes_prompt_images(world):
+    cfg = config(world, subject=1, predict=1, retrieval_t2v=1)
+    cfg.train.text_only = True
+    dataset = build_task_dataset(cfg)
+    samples = [dataset.sample(i) for i in range(20)]
+    assert all(not s.prompt.images and s.prompt.text for s in samples)
+    assert any(s.context is not None for s in samples)  # prediction keeps its context frames
+
+
+def test_collate_pads_missing_context_with_zero_mask(world):
+    dataset = build_task_dataset(config(world, subject=1, predict=1))
+    samples = [dataset.sample(i) for i in range(12)]
+    assert {s.context is None for s in samples} == {True, False}
+    batch = collate_samples(samples)
+    assert batch.videos.shape == (12, 3, 4, 16, 16) and batch.context.shape == (12, 3, 4, 16, 16)
+    assert batch.context_mask.shape == (12, 1, 4, 16, 16)
+    for i, s in enumerate(samples):
+        assert batch.context_mask[i].sum() == (0 if s.context is None else 16 * 16)
+    assert batch.indices == list(range(12))
+
+
+def test_in_memory_and_streaming_clips_agree(world):
+    cfg = config(world, t2v=1)
+    streamed = config(world, t2v=1)
+    streamed.data.in_memory = False
+    for i in (0, 5):
+        assert torch.equal(
+            build_task_dataset(cfg).sample(i).video, build_task_dataset(streamed).sample(i).video
+        )
+
+
+def test_missing_datasets_are_data_errors_naming_them(world, tmp_path):
+    cfg = config(world, stage="pretrain")
+    cfg.data.train_manifest = str(tmp_path / "no_prompts")
+    with pytest.raises(DataError, match="no_prompts"):
+        build_task_dataset(cfg)
+    cfg = config(world, subject=1)
+    cfg.data.world_dir = str(tmp_path / "no_world")
+    with pytest.raises(DataError, match="no_world"):
+        build_task_dataset(cfg)
+    with pytest.raises(DataError, match="every task weight is 0"):
+        build_task_dataset(config(world))
+    assert MultimodalPrompt([], "t2v").is_empty
