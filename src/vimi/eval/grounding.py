@@ -172,8 +172,9 @@ class GroundingScorer:
             return None
         errors = fit.errors[column]  # [A, T]
         progress = np.linspace(0, 1, errors.shape[1])
-        turns, start, gain = fit_rotation(errors, keep)
-        if gain > SPIN_GAIN:  # no rotation explains the frames clearly better than a fixed angle
+        turns, start, gain, cost = fit_rotation(errors, keep)
+        explains = cost <= (1 - self.cfg.grounding_min_explained) * fit.baseline[keep].sum()
+        if gain > SPIN_GAIN or not explains:  # no rotation explains the frames clearly better than a fixed angle
             turns, start = 0.0, float(errors[:, keep].sum(axis=1).argmin()) / len(self.tracker.angles)
         angles = (start + turns * progress) * 2 * np.pi
         centres, scales = self.tracker.centre_track(fit, subject, angles)
@@ -188,8 +189,8 @@ def _spread(indices: np.ndarray, count: int) -> np.ndarray:
     return indices[np.linspace(0, len(indices) - 1, count).round().astype(np.int64)]
 
 
-def fit_rotation(errors: np.ndarray, present: np.ndarray, max_turns: float = 1.0) -> tuple[float, float, float]:
-    """Best constant-rate rotation through per-frame angle errors [A, T]: (total turns, start turn, gain).
+def fit_rotation(errors: np.ndarray, present: np.ndarray, max_turns: float = 1.0) -> tuple[float, float, float, float]:
+    """Best constant-rate rotation through per-frame angle errors [A, T]: (total turns, start turn, gain, error).
 
     Tries every start angle and every whole-clip rotation that moves a whole number of angle steps
     per clip; gain = best rotating error / best fixed-angle error (< 1: rotation explains the frames better).
@@ -203,7 +204,7 @@ def fit_rotation(errors: np.ndarray, present: np.ndarray, max_turns: float = 1.0
     start, rate = np.unravel_index(int(cost.argmin()), cost.shape)
     fixed = cost[:, rates == 0].min()
     gain = float(cost[start, rate] / max(fixed, 1e-9))
-    return float(rates[rate] / steps), float(start / steps), gain
+    return float(rates[rate] / steps), float(start / steps), gain, float(cost[start, rate])
 
 
 def classify_motion(progress: np.ndarray, centres: np.ndarray, log_scales: np.ndarray, turns: float) -> str | None:
