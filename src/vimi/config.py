@@ -92,8 +92,8 @@ class RetrievalConfig:
     backend: Literal["bm25", "dense"] = "bm25"
     k: int = 4
     """Examples per caption."""
-    stopwords: str = "en"
-    """bm25s stopword list name, or "" for none."""
+    stopwords: str = "en_plus"
+    """bm25s stopword list name ("en": 33 words, "en_plus": 179 incl. prepositions), or "" for none."""
     stemmer: str = "english"
     """PyStemmer language, or "" for no stemming."""
     dense_model_path: str = ""
@@ -131,6 +131,9 @@ class RetrievalConfig:
     """dense_index=auto uses exact flat search up to this many rows per shard, IVF above."""
     ivf_nprobe: int = 16
     """IVF lists probed per query (recall vs speed)."""
+    diversify: bool = True
+    """Pick first the candidates that match a caption word no earlier pick matched (every named subject
+    gets an example), then fill by score; False keeps the plain top-k."""
 
 
 @dataclass
@@ -182,6 +185,10 @@ class BackboneConfig:
     """Largest number of patches along any axis (learned positions only; RoPE has no limit)."""
     context_frames: bool = True
     """Accept given frames + a mask channel as extra input (video prediction)."""
+    condition: Literal["joint", "cross"] = "joint"
+    """How blocks read the condition tokens. joint: they join self-attention as extra keys/values
+    (timestep-modulated, as CogVideoX's text stream); cheaper per video token than cross: a separate
+    cross-attention layer after self-attention in every block (DiT/PixArt style)."""
     activation_checkpointing: bool = False
 
 
@@ -337,7 +344,7 @@ class EvalConfig:
     """Subject fidelity is N-way identification: the prompted subject(s) + distractors of the same split, N in all."""
     grounding_angle_steps: int = 24
     """Angles tried per frame when fitting a subject's sprite (15 degrees apart at 24)."""
-    grounding_fg_threshold: float = 0.12
+    grounding_fg_threshold: float = 0.06
     """A pixel is foreground when a channel differs from the matched scene background by more than this (0..1)."""
     grounding_min_explained: float = 0.5
     """A subject fit is valid when it removes at least this fraction of the background-only error."""

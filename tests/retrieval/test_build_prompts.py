@@ -11,11 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import write_videos
 from vimi.data.manifest import iter_records, read_index
 from vimi.errors import DataError
 from vimi.prompt import Image, MultimodalPrompt, Text
 from vimi.retrieval import build_index, build_prompts
+
+from .corpora import write_videos
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,10 +52,16 @@ def test_rows_hold_interleaved_prompts_of_the_top_k_hits(tmp_path, videos, index
         assert len(row["hit_ids"]) == 2 and row["hit_scores"][0] >= row["hit_scores"][1] > 0
         assert name in prompt.segments[0].text.lower() or row["scene"] in prompt.segments[0].text.lower()
     # Video v0's frames are a copy of memory image blicket-0, the best text match: dropped as leakage.
-    assert "blicket-0" not in rows[0]["hit_ids"] and rows[0]["hit_ids"] == ["blicket-1", "blicket-2"]
+    # The second example covers the caption's other word ("meadow") instead of another blicket.
+    assert "blicket-0" not in rows[0]["hit_ids"] and rows[0]["hit_ids"] == ["blicket-1", "meadow-0"]
     report = json.loads((out / "build_prompts.report.json").read_text())
     assert report["rows"] == 8 and report["hits_dropped_leakage"] == 1 and report["skipped"] == 0
     assert read_index(out)["rows"] == 8
+
+
+def test_plain_top_k_without_diversification(tmp_path, videos, index, cfg):
+    out = build_prompts(videos, index, tmp_path / "out", replace(cfg, diversify=False), progress=False)
+    assert next(iter_records(out))["hit_ids"] == ["blicket-1", "blicket-2"]
 
 
 def test_templates_are_configurable(tmp_path, videos, index, cfg):
@@ -66,7 +73,7 @@ def test_templates_are_configurable(tmp_path, videos, index, cfg):
     assert [s["type"] for s in segments] == ["text", "image", "text", "image", "text"]
     assert segments[0]["text"] == "Examples:"
     assert segments[2]["text"] == "shows A photo of a blicket in the desert."
-    assert segments[4]["text"].startswith("shows A photo of a blicket in the ocean. Now: A blicket spins")
+    assert segments[4]["text"].startswith("shows A view of the meadow. Now: A blicket spins")
 
 
 def test_bad_video_rows_are_skipped_counted_and_listed(tmp_path, memory, index, cfg):

@@ -1,9 +1,10 @@
 import numpy as np
 from PIL import Image
 
-from conftest import pattern
-from vimi.retrieval.filters import HitFilter, dhash, hamming, video_frame_hashes
+from vimi.retrieval.filters import HitFilter, cover_query_terms, dhash, hamming, video_frame_hashes
 from vimi.retrieval.sharded import Hit
+
+from .corpora import pattern
 
 
 def test_dhash_is_stable_under_resize_and_recompression_and_separates_different_images(tmp_path):
@@ -59,3 +60,16 @@ def test_hit_filter_stops_at_k():
     hits = [hit(i, f"text {i}", f"/img{i}.png", 10.0 - i) for i in range(10)]
     kept, dropped = HitFilter(k=0).select(hits, [])
     assert kept == [] and dropped == []
+
+
+def test_cover_query_terms_gives_every_named_subject_an_example():
+    hits = [
+        hit(0, "a dax in the desert", "/0", 9),
+        hit(1, "a dax on the beach", "/1", 8),
+        hit(2, "a dax", "/2", 7),
+        hit(3, "a wug", "/3", 6),
+        hit(4, "the desert", "/4", 5),
+    ]
+    kept = cover_query_terms(hits, {"dax", "wug", "desert"}, str.split, k=3)
+    assert [h.row for h in kept] == [0, 1, 3]  # wug covered; then filled by score; still in score order
+    assert [h.row for h in cover_query_terms(hits, {"dax"}, str.split, k=2)] == [0, 1]

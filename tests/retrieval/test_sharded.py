@@ -134,7 +134,7 @@ def test_bad_corpus_rows_are_counted_skipped_and_listed(tmp_path, memory):
 def test_incomplete_index_is_refused(tmp_path, memory):
     build_index(memory, tmp_path / "index", RetrievalConfig())
     (tmp_path / "index" / "index.json").unlink()
-    with pytest.raises(DataError, match="index.json missing"):
+    with pytest.raises(DataError, match=r"index\.json missing"):
         open_index(tmp_path / "index")
 
 

@@ -43,7 +43,9 @@ STILL_SPREAD = 0.04
 """A still subject's centre varies by at most this fraction of the side (std); its log-scale by < MIN_LOG_SCALE."""
 SPIN_GAIN = 0.7
 """A spin must lower the best constant-angle fitting error to this fraction or less."""
-TRANSLATIONS = {m.id: np.asarray(m.direction) / np.hypot(*m.direction) for m in MOTIONS if m.kind == "translate"}
+TRANSLATIONS = {
+    m.id: np.asarray(m.direction) / np.hypot(*m.direction) for m in MOTIONS if m.kind == "translate"
+}
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,9 @@ class GroundingScorer:
         picked = np.random.default_rng(seed).permutation(len(others))[:wanted]
         return sorted([*truth.subjects, *(others[i] for i in picked)])
 
-    def score(self, video, truth: GroundTruth, key: str = "", reference=None, given_frames: int = 0) -> VideoScore:
+    def score(
+        self, video, truth: GroundTruth, key: str = "", reference=None, given_frames: int = 0
+    ) -> VideoScore:
         """Score one video (tensor [C, T, H, W] in [-1, 1] or uint8 [T, H, W, 3]) against `truth`.
 
         With `reference` (the true video), PSNR/SSIM of frames after the first `given_frames` are added.
@@ -122,7 +126,9 @@ class GroundingScorer:
         if len(truth.subjects) == 1:
             present = mask.sum(axis=(1, 2)) >= tracker.min_pixels
             sample = _spread(np.flatnonzero(present), cfg.grounding_frames)
-            winner, valid, per_frame = self._identify(frames[sample], match, mask[None, sample], candidates)[0]
+            winner, valid, per_frame = self._identify(frames[sample], match, mask[None, sample], candidates)[
+                0
+            ]
             out.predicted_subjects = [winner] if valid else []
             out.subject = float(valid and winner == truth.subjects[0])
             # Frames without a subject count against consistency: a subject that vanishes is not consistent.
@@ -144,7 +150,9 @@ class GroundingScorer:
             out.two_subject = float(enough and np.mean(frame_ok) >= cfg.grounding_min_frames)
             out.predicted_subjects = sorted({int(s) for s in per_frame.ravel() if s >= 0})
         if reference is not None:
-            out.psnr, out.ssim = prediction_scores(frames, to_frames(reference, *frames.shape[1:3]), given_frames)
+            out.psnr, out.ssim = prediction_scores(
+                frames, to_frames(reference, *frames.shape[1:3]), given_frames
+            )
         return out
 
     def _identify(
@@ -160,7 +168,9 @@ class GroundingScorer:
             good = fit.present[None] & (explained >= self.cfg.grounding_min_explained)
             winner = int(best[:, fit.present].sum(axis=1).argmin()) if fit.present.any() else 0
             frame_winner = best.argmin(axis=0)
-            per_frame = np.where(good[frame_winner, np.arange(best.shape[1])], np.asarray(candidates)[frame_winner], -1)
+            per_frame = np.where(
+                good[frame_winner, np.arange(best.shape[1])], np.asarray(candidates)[frame_winner], -1
+            )
             valid = bool(good[winner].mean() >= self.cfg.grounding_min_frames)
             results.append((candidates[winner], valid, per_frame))
         return results
@@ -174,7 +184,9 @@ class GroundingScorer:
         progress = np.linspace(0, 1, errors.shape[1])
         turns, start, gain, cost = fit_rotation(errors, keep)
         explains = cost <= (1 - self.cfg.grounding_min_explained) * fit.baseline[keep].sum()
-        if gain > SPIN_GAIN or not explains:  # no rotation explains the frames clearly better than a fixed angle
+        if (
+            gain > SPIN_GAIN or not explains
+        ):  # no rotation explains the frames clearly better than a fixed angle
             turns, start = 0.0, float(errors[:, keep].sum(axis=1).argmin()) / len(self.tracker.angles)
         angles = (start + turns * progress) * 2 * np.pi
         centres, scales = self.tracker.centre_track(fit, subject, angles)
@@ -189,7 +201,9 @@ def _spread(indices: np.ndarray, count: int) -> np.ndarray:
     return indices[np.linspace(0, len(indices) - 1, count).round().astype(np.int64)]
 
 
-def fit_rotation(errors: np.ndarray, present: np.ndarray, max_turns: float = 1.0) -> tuple[float, float, float, float]:
+def fit_rotation(
+    errors: np.ndarray, present: np.ndarray, max_turns: float = 1.0
+) -> tuple[float, float, float, float]:
     """Best constant-rate rotation through per-frame angle errors [A, T]: (total turns, start turn, gain, error).
 
     Tries every start angle and every whole-clip rotation that moves a whole number of angle steps
@@ -207,7 +221,9 @@ def fit_rotation(errors: np.ndarray, present: np.ndarray, max_turns: float = 1.0
     return float(rates[rate] / steps), float(start / steps), gain, float(cost[start, rate])
 
 
-def classify_motion(progress: np.ndarray, centres: np.ndarray, log_scales: np.ndarray, turns: float) -> str | None:
+def classify_motion(
+    progress: np.ndarray, centres: np.ndarray, log_scales: np.ndarray, turns: float
+) -> str | None:
     """The world motion class of a trajectory, or None when no class model fits it.
 
     progress [T] in [0, 1]; centres [T, 2] in frame sides; log_scales [T]; turns: fitted total rotation.

@@ -50,14 +50,20 @@ def to_frames(video, height: int, width: int) -> np.ndarray:
     import torch
 
     if isinstance(video, np.ndarray) and video.dtype == np.uint8:
-        video = torch.from_numpy(video).permute(3, 0, 1, 2).float() / 127.5 - 1  # [T, H, W, C] -> [C, T, H, W]
+        video = (
+            torch.from_numpy(video).permute(3, 0, 1, 2).float() / 127.5 - 1
+        )  # [T, H, W, C] -> [C, T, H, W]
     video = torch.as_tensor(video).detach().float().cpu()
     if video.ndim != 4 or video.shape[0] != 3:
         raise ValueError(f"expected a video [3, T, H, W] in [-1, 1], got shape {tuple(video.shape)}")
     if video.shape[-2:] != (height, width):
         # [C, T, H, W] -> [T, C, H, W]: frames as a batch of images
         video = torch.nn.functional.interpolate(
-            video.permute(1, 0, 2, 3), size=(height, width), mode="bilinear", antialias=True, align_corners=False
+            video.permute(1, 0, 2, 3),
+            size=(height, width),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
         ).permute(1, 0, 2, 3)
     frames = ((video.clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0)  # [C, T, H, W] -> [T, H, W, C]
     return np.ascontiguousarray(frames.numpy(), dtype=np.float32)
@@ -66,7 +72,9 @@ def to_frames(video, height: int, width: int) -> np.ndarray:
 class SubjectTracker:
     """Segments and fits subjects of a world's renderer in frames of that world's size."""
 
-    def __init__(self, renderer: WorldRenderer, angle_steps: int = 24, fg_threshold: float = 0.12, min_pixels: int = 6):
+    def __init__(
+        self, renderer: WorldRenderer, angle_steps: int = 24, fg_threshold: float = 0.12, min_pixels: int = 6
+    ):
         self.renderer = renderer
         self.angles = np.arange(angle_steps) * (2 * np.pi / angle_steps)
         self.fg_threshold = fg_threshold
@@ -87,7 +95,9 @@ class SubjectTracker:
             covered = self.renderer.sprite(index)[..., 3] > 0.5  # [S, S]
             total = max(int(covered.sum()), 1)
             fills.append(total / size**2)
-            offsets.append([(covered.sum(axis=0) * coords).sum() / total, (covered.sum(axis=1) * coords).sum() / total])
+            offsets.append(
+                [(covered.sum(axis=0) * coords).sum() / total, (covered.sum(axis=1) * coords).sum() / total]
+            )
         return np.asarray(fills), np.asarray(offsets)
 
     # ---------------------------------------------------------------------------------------------
@@ -122,11 +132,16 @@ class SubjectTracker:
         """
         out = np.zeros((count, *mask.shape), bool)
         for t in range(mask.shape[0]):
-            labels, found = scipy.ndimage.label(mask[t], structure=np.ones((3, 3)))
+            labels, _ = scipy.ndimage.label(mask[t], structure=np.ones((3, 3)))
             sizes = np.bincount(labels.ravel())[1:]
             order = np.argsort(-sizes, kind="stable")
             parts = [labels == label + 1 for label in order[:count] if sizes[label] >= self.min_pixels]
-            if frames is not None and count == 2 and len(parts) == 1 and parts[0].sum() >= 2 * self.min_pixels:
+            if (
+                frames is not None
+                and count == 2
+                and len(parts) == 1
+                and parts[0].sum() >= 2 * self.min_pixels
+            ):
                 parts = _split(parts[0], frames[t])
             for k, part in enumerate(parts[:count]):
                 out[k, t] = part
@@ -145,13 +160,14 @@ class SubjectTracker:
         box grown by a margin, minus the other targets' pixels.
         """
         num_targets, frames_count = targets.shape[:2]
-        background = self._scene_backgrounds[match.scene, match.variant]  # [H, W, 3]
         fills = self._sprite_stats[0]
         cand = np.asarray(candidates)
         areas = targets.sum(axis=(2, 3)).astype(np.float64)  # [K, T]
         ys, xs = np.mgrid[0 : frames.shape[1], 0 : frames.shape[2]] + 0.5
         safe = np.maximum(areas, 1)
-        centroids = np.stack([(targets * xs).sum(axis=(2, 3)) / safe, (targets * ys).sum(axis=(2, 3)) / safe], -1)
+        centroids = np.stack(
+            [(targets * xs).sum(axis=(2, 3)) / safe, (targets * ys).sum(axis=(2, 3)) / safe], -1
+        )
         others = [targets[np.arange(num_targets) != k].any(axis=0) for k in range(num_targets)]
         regions = np.stack([_region(targets[k], others[k]) for k in range(num_targets)])
         scorer = _RegionErrors(self.renderer, frames, match, regions)
@@ -164,17 +180,29 @@ class SubjectTracker:
         # Pass 2: variations of the best pose of each (target, candidate, frame).
         best_angle = self.angles[errors.argmin(axis=2)][:, :, None, :]  # [K, C, 1, T]
         step = self.angles[1] - self.angles[0] if len(self.angles) > 1 else 0.0
-        variations = [(0.0, f, 0.0, 0.0) for f in REFINE_SCALES] + [(d * step / 2, 1.0, 0.0, 0.0) for d in (-1, 1)]
+        variations = [(0.0, f, 0.0, 0.0) for f in REFINE_SCALES] + [
+            (d * step / 2, 1.0, 0.0, 0.0) for d in (-1, 1)
+        ]
         variations += [(0.0, 1.0, dx, dy) for dx, dy in REFINE_SHIFTS]
         turn, factor, dx, dy = (np.asarray(v, np.float64)[None, None, :, None] for v in zip(*variations))
         shape2 = (num_targets, len(cand), len(variations), frames_count)
         refined = self._errors(
-            scorer, cand, centroids, diameter[:, :, None] * factor, np.broadcast_to(best_angle + turn, shape2), shape2, dx, dy
+            scorer,
+            cand,
+            centroids,
+            diameter[:, :, None] * factor,
+            np.broadcast_to(best_angle + turn, shape2),
+            shape2,
+            dx,
+            dy,
         )
         best = np.minimum(errors.min(axis=2), refined.min(axis=2))  # [K, C, T]
         baseline = scorer.baseline
         present = areas >= self.min_pixels
-        return [TemplateFit(errors[k], best[k], baseline[k], present[k], centroids[k], areas[k]) for k in range(num_targets)]
+        return [
+            TemplateFit(errors[k], best[k], baseline[k], present[k], centroids[k], areas[k])
+            for k in range(num_targets)
+        ]
 
     def _errors(self, scorer, cand, centroids, diameter, angle, shape, dx=0.0, dy=0.0) -> np.ndarray:
         """Errors [K, C, V, T] of candidates posed by diameter [K, C, V|1, T] and angle [K, C, V, T] on the targets."""
@@ -196,7 +224,9 @@ class SubjectTracker:
         targets = np.broadcast_to(np.arange(shape[0])[:, None, None], shape[:3]).reshape(-1)
         return scorer(subjects, targets, poses).reshape(shape)
 
-    def centre_track(self, fit: TemplateFit, subject: int, angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def centre_track(
+        self, fit: TemplateFit, subject: int, angles: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Sprite centres [T, 2] (pixels) and scales [T] of `subject` given its angle per frame."""
         fills, offsets = self._sprite_stats
         diameter = np.sqrt(np.maximum(fit.areas, 1) / fills[subject])
@@ -225,14 +255,20 @@ def _region(target: np.ndarray, others: np.ndarray, margin: int = 3) -> np.ndarr
         rows, cols = np.flatnonzero(target[t].any(axis=1)), np.flatnonzero(target[t].any(axis=0))
         if len(rows) == 0:
             continue
-        region[t, max(rows[0] - margin, 0) : rows[-1] + margin + 1, max(cols[0] - margin, 0) : cols[-1] + margin + 1] = True
+        region[
+            t,
+            max(rows[0] - margin, 0) : rows[-1] + margin + 1,
+            max(cols[0] - margin, 0) : cols[-1] + margin + 1,
+        ] = True
     return region & ~scipy.ndimage.binary_dilation(others, structure=_FRAME_CONNECTIVITY)
 
 
 class _RegionErrors:
     """Renders posed candidates over the matched background and sums |rendered - frame| in each target's region."""
 
-    def __init__(self, renderer: WorldRenderer, frames: np.ndarray, match: BackgroundMatch, regions: np.ndarray):
+    def __init__(
+        self, renderer: WorldRenderer, frames: np.ndarray, match: BackgroundMatch, regions: np.ndarray
+    ):
         self.renderer = renderer
         self.background = (match.scene, match.variant)
         # Errors count only inside the regions: crop every frame to their joint bounding box.
@@ -243,7 +279,9 @@ class _RegionErrors:
         self.observed = _blur(frames[:, self.crop[0], self.crop[1]])  # [T, h, w, 3]
         self.inside = regions[:, :, self.crop[0], self.crop[1]]  # [K, T, h, w]
         background = renderer.background(*self.background)[self.crop[0], self.crop[1]]
-        self.baseline = self._sums(np.abs(_blur(background[None]) - self.observed)[None], np.arange(len(regions)))  # [K, T]
+        self.baseline = self._sums(
+            np.abs(_blur(background[None]) - self.observed)[None], np.arange(len(regions))
+        )  # [K, T]
 
     def __call__(self, subjects: np.ndarray, targets: np.ndarray, poses: dict[str, np.ndarray]) -> np.ndarray:
         """subjects int [N, 1], targets int [N], poses [N, 1, T] -> errors float32 [N, T] (in pixels x mean channel L1)."""

@@ -172,7 +172,11 @@ def process_shard(job: PromptJob, shard: int, index: ShardedIndex) -> dict:
         if isinstance(frames, MediaError):
             skips.skip("videos", row, item_id, f"unreadable_video: {frames}")
             continue
-        kept, dropped = hit_filter.select(hits, frames)
+        if cfg.diversify:
+            kept, dropped = hit_filter.select(hits, frames, set(index.tokenizer.tokenize(caption)),
+                                              index.tokenizer.tokenize)
+        else:
+            kept, dropped = hit_filter.select(hits, frames)
         for hit, why in dropped:
             counters[f"hits_dropped_{why.split(':', 1)[0]}"] += 1
             if why.startswith("unreadable_image"):

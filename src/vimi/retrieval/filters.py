@@ -7,6 +7,7 @@ re-encoding and small colour shifts keep most bits; the Hamming distance counts 
 """
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
@@ -74,6 +75,26 @@ def normalise_text(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
+def cover_query_terms(hits: list, query_terms: set[str], terms_of: Callable[[str], list[str]], k: int) -> list:
+    """k hits, preferring (in score order) hits that match a query term no earlier pick matched.
+
+    Plain top-k fills a two-subject caption's examples with the subject whose images score a bit
+    higher; covering every query term first gives each named subject (and the scene) an example.
+    The result stays in score order.
+    """
+    covered: set[str] = set()
+    first, rest = [], []
+    for hit in hits:
+        terms = query_terms.intersection(terms_of(hit.text))
+        if terms - covered and len(first) < k:
+            first.append(hit)
+            covered |= terms
+        else:
+            rest.append(hit)
+    chosen = {id(h) for h in (first + rest)[:k]}
+    return [h for h in hits if id(h) in chosen]
+
+
 @dataclass
 class HitFilter:
     """Keeps at most k hits of one query: score >= min_score, readable, no near-copy of the video, no repeats."""
@@ -82,12 +103,19 @@ class HitFilter:
     min_score: float = 0.0
     dedup_hamming: int = 4
 
-    def select(self, hits: list, frame_hashes: list[int]) -> tuple[list, list[tuple[object, str]]]:
-        """(kept hits, [(dropped hit, reason)]); hits arrive best first, so the best survivors are kept."""
+    def select(
+        self, hits: list, frame_hashes: list[int], query_terms: set[str] | None = None,
+        terms_of: Callable[[str], list[str]] | None = None,
+    ) -> tuple[list, list[tuple[object, str]]]:
+        """(kept hits, [(dropped hit, reason)]); hits arrive best first, so the best survivors are kept.
+
+        With `query_terms` and `terms_of` (a tokenizer), the k survivors are chosen by `cover_query_terms`.
+        """
+        diversify = query_terms is not None and terms_of is not None
         kept, dropped = [], []
         images, texts = set(), set()
         for hit in hits:
-            if len(kept) == self.k:
+            if len(kept) == self.k and not diversify:
                 break
             reason = ""
             if hit.score < self.min_score:
@@ -111,4 +139,6 @@ class HitFilter:
             kept.append(hit)
             images.add(hit.image)
             texts.add(normalise_text(hit.text))
+        if diversify:
+            kept = cover_query_terms(kept, query_terms, terms_of, self.k)
         return kept, dropped

@@ -150,7 +150,9 @@ class Trainer:
             )
         expected = set(trainable_state_dict(self.model))
         if set(state["model"]) != expected:
-            raise CheckpointError(f"{latest}: its weights do not match this config's model; resume with the same model")
+            raise CheckpointError(
+                f"{latest}: its weights do not match this config's model; resume with the same model"
+            )
         dist.load_full_state_dict(self.model, state["model"], strict=False)
         self.ema.load_state_dict({k: v.to(self.info.device) for k, v in state["ema"].items()})
         dist.load_optimizer_state(self.model, self.optimizer, state["optimizer"], self.mode)

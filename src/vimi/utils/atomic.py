@@ -23,8 +23,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
+        if tmp_path.is_file():
+            # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+            os.chmod(tmp_path, 0o666 & ~_current_umask())
+            with open(tmp_path, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp_path, path)
         _fsync_dir(path.parent)
     except BaseException:
@@ -44,6 +47,12 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     with atomic_open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def _current_umask() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)  # reading the umask requires setting it; restore it at once
+    return umask
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -127,7 +127,6 @@ def build_world(
         motions=len(MOTIONS),
     )
     write_json_atomic(staging / WORLD_FILE, _world_json(cfg, subjects, distractors, renderer, summary.counts))
-    _make_readable(staging)
     if out_dir.exists():
         shutil.rmtree(out_dir)  # _check_target allowed it: an old world, or an empty folder
     os.replace(staging, out_dir)
@@ -143,14 +142,6 @@ def sample_world_subjects(cfg: WorldConfig) -> tuple[list[Subject], list[Subject
         splits["distractor"] = cfg.distractor_subjects
     everyone = sample_subjects(rng, splits, {"train": "s", "heldout": "h", "distractor": "d"})
     return [s for s in everyone if s.split != "distractor"], [s for s in everyone if s.split == "distractor"]
-
-
-def _make_readable(folder: Path) -> None:
-    """Give the atomically written files (created 0600 by mkstemp) the usual umask-based mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [folder / WORLD_FILE, *folder.rglob("manifest.json"), *folder.rglob("*.parquet")]:
-        path.chmod(0o666 & ~umask)
 
 
 def _check_target(out_dir: Path, overwrite: bool) -> None:

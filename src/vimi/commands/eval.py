@@ -1,0 +1,179 @@
+"""`vimi eval grounding|fvd|ucf101`: evaluate a checkpoint.
+
+vimi eval grounding --checkpoint DIR --world DIR [--split heldout] [--n N] [--task all] [--baseline DIR] --out OUT
+vimi eval fvd --real DIR --fake DIR [--out FILE]
+vimi eval ucf101 --root UCF101_DIR --checkpoint DIR [--out OUT]
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from vimi.cli import add_config_arguments
+from vimi.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".gif")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="eval_command", metavar="KIND", required=True)
+    grounding = sub.add_parser("grounding", help="exact grounding metrics on a GroundedWorld + HTML report")
+    add_config_arguments(grounding)
+    grounding.add_argument("--checkpoint", required=True, help="pipeline/checkpoint folder (or a run folder)")
+    grounding.add_argument("--world", required=True, help="a GroundedWorld folder (vimi world --out)")
+    grounding.add_argument("--split", default=None, help="train or heldout (default: eval.split)")
+    grounding.add_argument("--n", type=int, default=None, help="prompts per task (default: eval.n)")
+    grounding.add_argument(
+        "--task", default="all", help="subject, predict, t2v, two_subject or all (comma-separated)"
+    )
+    grounding.add_argument(
+        "--baseline", default=None, help="a second checkpoint shown side by side (e.g. text-only)"
+    )
+    grounding.add_argument("--index", default=None, help="retrieval index for the t2v task (vimi index)")
+    grounding.add_argument(
+        "--steps", type=int, default=None, help="sampler steps (default: the checkpoint's)"
+    )
+    grounding.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    grounding.add_argument("--out", required=True, help="output folder: metrics.json, report.html, media/")
+
+    fvd = sub.add_parser("fvd", help="FVD between two folders of videos (I3D Kinetics-400 features)")
+    add_config_arguments(fvd)
+    fvd.add_argument("--real", required=True, help="folder of real videos")
+    fvd.add_argument("--fake", required=True, help="folder of generated videos")
+    fvd.add_argument("--frames", type=int, default=16, help="frames read from the start of each video")
+    fvd.add_argument("--out", default=None, help="also write the result to this JSON file")
+
+    ucf = sub.add_parser("ucf101", help="zero-shot UCF101 protocol: FVD (and IS with C3D weights)")
+    add_config_arguments(ucf)
+    ucf.add_argument("--root", required=True, help="UCF101 folder holding the 101 class folders")
+    ucf.add_argument("--checkpoint", required=True, help="pipeline/checkpoint folder (or a run folder)")
+    ucf.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ucf.add_argument("--out", default="outputs/ucf101", help="output folder for ucf101.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vimi.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    return {"grounding": _grounding, "fvd": _fvd, "ucf101": _ucf101}[args.eval_command](args, cfg)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _grounding(args: argparse.Namespace, cfg) -> int:
+    from vimi.eval.bench import check_tasks
+    from vimi.pipeline import load_pipeline_config
+
+    # Everything a user can get wrong is checked before any weights are loaded.
+    tasks = check_tasks([args.task])
+    eval_cfg = dataclasses.replace(
+        cfg.eval, split=args.split or cfg.eval.split, n=cfg.eval.n if args.n is None else args.n
+    )
+    if eval_cfg.split not in ("train", "heldout"):
+        raise ConfigError(f"--split {eval_cfg.split}: use train or heldout")
+    if eval_cfg.n < 1:
+        raise ConfigError(f"--n {eval_cfg.n}: give at least 1 prompt per task")
+    checkpoints = {"checkpoint": args.checkpoint} | ({"baseline": args.baseline} if args.baseline else {})
+    for flag, path in checkpoints.items():
+        if not Path(path).is_dir():
+            raise ConfigError(f"--{flag} {path}: no such checkpoint folder")
+        load_pipeline_config(path)  # CheckpointError if it is not a complete checkpoint
+    if args.index is not None and not Path(args.index).exists():
+        raise ConfigError(f"--index {args.index}: no such index folder; build one with `vimi index`")
+    from vimi.data.world import load_world
+
+    world = load_world(args.world)
+
+    from vimi.eval.bench import pipeline_generate_fn, run_benchmark
+    from vimi.eval.report import write_report
+    from vimi.pipeline import VimiPipeline
+    from vimi.utils.atomic import write_json_atomic
+
+    out = Path(args.out)
+    size = (world.config.num_frames, world.config.height, world.config.width)
+    results, metrics = {}, {}
+    for name, path in checkpoints.items():
+        pipe = VimiPipeline.from_pretrained(path, device=args.device)
+        generate = pipeline_generate_fn(pipe, *size, steps=args.steps)
+        log.info("%s: generating and scoring %s on %s", name, ", ".join(tasks), args.world)
+        result = run_benchmark(world, generate, tasks, eval_cfg, index=args.index)
+        label = f"{name}: {Path(path).name}"
+        results[label] = result
+        metrics[name] = {"path": str(Path(path).resolve()), **result.summary}
+        metrics[name]["per_prompt"] = [
+            {"id": item.id, "task": item.task, "text": item.text, **score.metrics()}
+            for item, score in zip(result.items, result.scores)
+        ]
+    summary = {
+        "world": str(Path(args.world).resolve()),
+        "split": eval_cfg.split,
+        "n": eval_cfg.n,
+        "tasks": tasks,
+        **metrics,
+    }
+    write_json_atomic(out / "metrics.json", summary)
+    report = write_report(out, results, fps=world.config.fps)
+    for name in checkpoints:
+        for task, values in metrics[name]["tasks"].items():
+            text = ", ".join(
+                f"{m} {v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]" for m, v in values.items()
+            )
+            print(f"{name} {task}: {text}")
+    print(f"wrote {out / 'metrics.json'} and {report}")
+    return 0
+
+
+def _video_files(folder: str, flag: str) -> list[Path]:
+    path = Path(folder)
+    if not path.is_dir():
+        raise ConfigError(f"{flag} {folder}: no such folder of videos")
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if len(files) < 2:
+        raise ConfigError(f"{flag} {folder}: found {len(files)} video(s); FVD needs at least 2 per side")
+    return files
+
+
+def _fvd(args: argparse.Namespace, cfg) -> int:
+    real, fake = _video_files(args.real, "--real"), _video_files(args.fake, "--fake")
+    if args.frames < 1:
+        raise ConfigError(f"--frames {args.frames}: use at least 1")
+    from vimi.data.video_io import probe_video, read_video
+    from vimi.eval.frechet import fvd
+    from vimi.eval.i3d import load_i3d
+    from vimi.eval.ucf101 import resolve_device
+
+    def clips(files):
+        for file in files:
+            yield read_video(file, min(args.frames, probe_video(file).num_frames))
+
+    device = resolve_device(cfg.eval.device)
+    model = load_i3d(cfg.eval.i3d_path, device)
+    value = fvd(clips(real), clips(fake), model=model, batch_size=cfg.eval.batch_size, device=device)
+    result = {"fvd": value, "num_real": len(real), "num_fake": len(fake), "frames": args.frames}
+    if args.out:
+        from vimi.utils.atomic import write_json_atomic
+
+        write_json_atomic(args.out, result)
+    print(json.dumps(result))
+    return 0
+
+
+def _ucf101(args: argparse.Namespace, cfg) -> int:
+    from vimi.eval.ucf101 import list_ucf101, run_ucf101
+    from vimi.pipeline import VimiPipeline, load_pipeline_config
+
+    list_ucf101(args.root)  # DataError naming the folder before the weights are loaded
+    load_pipeline_config(args.checkpoint)
+    pipe = VimiPipeline.from_pretrained(args.checkpoint, device=args.device)
+
+    def generate(prompts, seeds):
+        return pipe(prompts, seed=list(seeds), num_frames=cfg.eval.ucf_num_frames, progress=False)
+
+    results = run_ucf101(args.root, generate, cfg.eval, args.out)
+    print(json.dumps({k: v for k, v in results.items() if k != "protocol"}, default=str))
+    return 0
