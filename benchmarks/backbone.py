@@ -1,13 +1,15 @@
 """Train-step speed of VideoDiT.
 
-CPU (default): VideoDiT against diffusers' CogVideoXTransformer3DModel at equal parameters (within ~10%)
-and equal tokens, both with 3D RoPE, in the same process: forward + backward + AdamW step, warmup, then
-the median of several steps. Prints params, tokens and the time ratio ours / theirs (target <= 0.8).
+CPU (default): VideoDiT against diffusers' CogVideoXTransformer3DModel with the same width, depth, heads,
+patch and tokens (parameters within ~10%; both printed), both with 3D RoPE, in the same process:
+forward + backward + AdamW step (the same optimizer settings for both). Steps alternate ours, theirs,
+ours, ... after warmup so that machine load hits both alike; prints median and min ms of each and the
+ratio ours / theirs of both (target <= 0.8). --compile adds a row with torch.compile on both models.
 
 --device cuda: bf16 model-FLOPs utilisation (MFU) of a ~1B-parameter VideoDiT train step; FLOPs are
 counted analytically (matmuls and attention, recomputation not counted), peak given by --peak-tflops.
 
-    .venv/bin/python benchmarks/backbone.py
+    .venv/bin/python benchmarks/backbone.py --threads 1 --steps 15
     python benchmarks/backbone.py --device cuda --peak-tflops 989
 """
 
@@ -20,6 +22,8 @@ import torch
 
 from vimi.config import BackboneConfig
 from vimi.models.video_dit import VideoDiT, count_parameters
+
+CHANNELS = 4  # latent channels of the CPU comparison
 
 
 def time_train_steps(step: Callable[[], None], warmup: int, steps: int, sync: Callable[[], None]) -> float:
@@ -36,8 +40,10 @@ def time_train_steps(step: Callable[[], None], warmup: int, steps: int, sync: Ca
     return statistics.median(times)
 
 
-def time_alternating(steps: dict[str, Callable[[], None]], warmup: int, repeats: int) -> dict[str, float]:
-    """Median seconds per call of each step function, calls interleaved A, B, A, B, ... after warmup."""
+def time_alternating(
+    steps: dict[str, Callable[[], None]], warmup: int, repeats: int
+) -> dict[str, list[float]]:
+    """Seconds of each call of each step function, calls interleaved A, B, A, B, ... after warmup."""
     for _ in range(warmup):
         for step in steps.values():
             step()
@@ -47,11 +53,14 @@ def time_alternating(steps: dict[str, Callable[[], None]], warmup: int, repeats:
             start = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
 
 
-def make_train_step(model: torch.nn.Module, forward: Callable[[], torch.Tensor], target: torch.Tensor):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+def make_train_step(
+    model: torch.nn.Module, forward: Callable[[], torch.Tensor], target: torch.Tensor, fused: bool = False
+):
+    # fused=False is torch's default (foreach) AdamW; both models always get the same optimizer.
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused or None)
 
     def step() -> None:
         loss = (forward() - target).square().mean()
@@ -71,52 +80,52 @@ def videodit_forward_flops(model: VideoDiT, video_tokens: int, cond_tokens: int,
     patch_out = model.final_layer.linear.out_features
     per_block = (
         2 * length * hidden * 3 * hidden  # fused QKV
+        + 2 * ctx * hidden * 2 * hidden  # condition keys and values
+        + 2 * length * hidden * hidden  # attention output
         + 2 * 2 * length * length * hidden  # self-attention scores and values
-        + 2 * length * hidden * hidden  # self-attention output
-        + 2 * length * hidden * hidden  # cross-attention query
-        + 2 * ctx * hidden * 2 * hidden  # cross-attention keys and values
-        + 2 * 2 * length * ctx * hidden  # cross-attention scores and values
-        + 2 * length * hidden * hidden  # cross-attention output
+        + 2 * 2 * length * ctx * hidden  # scores and values over the condition tokens
         + 2 * 2 * length * hidden * mlp_hidden  # MLP
-        + 2 * hidden * 6 * hidden  # adaLN modulation
+        + 2 * hidden * model.blocks[0].num_mods * hidden  # adaLN modulation
     )
+    if model.cfg.condition == "cross":
+        per_block += 2 * 2 * length * hidden * hidden  # cross-attention query and output
     embed = 2 * length * patch_in * hidden + 2 * ctx * (cond_dim * hidden + hidden * hidden)
     final = 2 * length * hidden * patch_out + 2 * hidden * 2 * hidden
     time_embed = 2 * (256 * hidden + hidden * hidden)
     return depth * per_block + embed + final + time_embed
 
 
-def cpu_comparison(args: argparse.Namespace) -> None:
+def build_pair(args: argparse.Namespace):
+    """VideoDiT and CogVideoXTransformer3DModel of the same width, depth, heads and patch."""
     from diffusers import CogVideoXTransformer3DModel
-    from diffusers.models.embeddings import get_3d_rotary_pos_embed
 
-    torch.manual_seed(0)
-    heads, head_dim, depth = args.heads, args.head_dim, args.depth
-    hidden = heads * head_dim
-    batch, channels, frames, size, patch, text = args.batch, 4, args.frames, args.size, 2, args.text_tokens
-    grid = (frames, size // patch, size // patch)
-    video_tokens = grid[0] * grid[1] * grid[2]
-
+    hidden = args.heads * args.head_dim
     ours = VideoDiT(
         BackboneConfig(
-            hidden=hidden, depth=depth, heads=heads, patch_h=patch, patch_w=patch, context_frames=False
+            hidden=hidden,
+            depth=args.depth,
+            heads=args.heads,
+            patch_h=args.patch,
+            patch_w=args.patch,
+            context_frames=False,
+            condition=args.condition,
         ),
-        in_channels=channels,
+        in_channels=CHANNELS,
         cond_dim=hidden,
     )
     theirs = CogVideoXTransformer3DModel(
-        num_attention_heads=heads,
-        attention_head_dim=head_dim,
-        in_channels=channels,
-        out_channels=channels,
+        num_attention_heads=args.heads,
+        attention_head_dim=args.head_dim,
+        in_channels=CHANNELS,
+        out_channels=CHANNELS,
         time_embed_dim=hidden,
         text_embed_dim=hidden,
-        num_layers=depth,
-        sample_width=size,
-        sample_height=size,
-        sample_frames=(frames - 1) * 4 + 1,
-        patch_size=patch,
-        max_text_seq_length=text,
+        num_layers=args.depth,
+        sample_width=args.size,
+        sample_height=args.size,
+        sample_frames=(args.frames - 1) * 4 + 1,
+        patch_size=args.patch,
+        max_text_seq_length=args.text_tokens,
         use_rotary_positional_embeddings=True,
     )
     for model in (ours, theirs):  # adaLN-zero init would make the gradients trivially sparse
@@ -124,36 +133,66 @@ def cpu_comparison(args: argparse.Namespace) -> None:
             for param in model.parameters():
                 if param.abs().sum() == 0 and param.ndim > 1:
                     param.normal_(0, 0.02)
-    params_ours, params_theirs = count_parameters(ours), count_parameters(theirs)
+    return ours, theirs
 
-    x = torch.randn(batch, channels, frames, size, size)  # [B, C, T, H, W]
+
+def cpu_comparison(args: argparse.Namespace) -> None:
+    from diffusers.models.embeddings import get_3d_rotary_pos_embed
+
+    torch.manual_seed(0)
+    ours, theirs = build_pair(args)
+    hidden, batch, text = args.heads * args.head_dim, args.batch, args.text_tokens
+    grid = (args.frames, args.size // args.patch, args.size // args.patch)
+    video_tokens = grid[0] * grid[1] * grid[2]
+
+    x = torch.randn(batch, CHANNELS, args.frames, args.size, args.size)  # [B, C, T, H, W]
     tokens = torch.randn(batch, text, hidden)
     mask = torch.ones(batch, text, dtype=torch.bool)
     c_noise = torch.randn(batch)
     timestep = torch.randint(0, 1000, (batch,))
     rope = get_3d_rotary_pos_embed(
-        head_dim, ((0, 0), grid[1:]), grid[1:], grid[0], use_real=True
+        args.head_dim, ((0, 0), grid[1:]), grid[1:], grid[0], use_real=True
     )  # CogVideoX's own 3D RoPE tables, as its pipeline builds them
     x_frames_first = x.transpose(1, 2).contiguous()  # [B, C, T, H, W] -> [B, T, C, H, W] (CogVideoX layout)
 
-    step_ours = make_train_step(ours, lambda: ours(x, c_noise, tokens, mask), x)
-    step_theirs = make_train_step(
-        theirs,
-        lambda: theirs(x_frames_first, tokens, timestep, image_rotary_emb=rope, return_dict=False)[0],
-        x_frames_first,
-    )
-    # Steps alternate between the two models so that a changing machine load hits both alike.
-    timings = time_alternating({"ours": step_ours, "theirs": step_theirs}, args.warmup, args.steps)
+    def forward_ours(model):
+        return lambda: model(x, c_noise, tokens, mask)
 
-    print(f"threads={torch.get_num_threads()} batch={batch} video_tokens={video_tokens} text_tokens={text}")
+    def forward_theirs(model):
+        return lambda: model(x_frames_first, tokens, timestep, image_rotary_emb=rope, return_dict=False)[0]
+
     print(
-        f"VideoDiT                     params={params_ours / 1e6:.2f}M  step={timings['ours'] * 1e3:.1f} ms"
+        f"threads={torch.get_num_threads()} batch={batch} video_tokens={video_tokens} (grid {grid}) "
+        f"text_tokens={text} hidden={hidden} depth={args.depth} heads={args.heads} patch={args.patch}"
     )
     print(
-        f"CogVideoXTransformer3DModel  params={params_theirs / 1e6:.2f}M  step={timings['theirs'] * 1e3:.1f} ms"
+        f"optimizer: AdamW ({'fused' if args.fused_adamw else 'foreach'}) for both; "
+        f"VideoDiT condition={args.condition}; warmup={args.warmup} steps={args.steps} (interleaved)"
     )
-    print(f"params ratio ours/theirs = {params_ours / params_theirs:.3f}")
-    print(f"time ratio ours/theirs = {timings['ours'] / timings['theirs']:.3f} (target <= 0.8)")
+    params_ours, params_theirs = count_parameters(ours), count_parameters(theirs)
+    print(
+        f"params: VideoDiT {params_ours / 1e6:.2f}M  CogVideoX {params_theirs / 1e6:.2f}M  "
+        f"ratio {params_ours / params_theirs:.3f}"
+    )
+    rows = [("eager", ours, theirs)]
+    if args.compile:
+        rows.append(("compiled", torch.compile(ours), torch.compile(theirs)))
+    for label, model_ours, model_theirs in rows:
+        steps = {
+            "ours": make_train_step(ours, forward_ours(model_ours), x, args.fused_adamw),
+            "theirs": make_train_step(theirs, forward_theirs(model_theirs), x_frames_first, args.fused_adamw),
+        }
+        times = time_alternating(steps, args.warmup, args.steps)
+        med = {name: statistics.median(values) * 1e3 for name, values in times.items()}
+        low = {name: min(values) * 1e3 for name, values in times.items()}
+        print(
+            f"[{label}] VideoDiT step ms: median {med['ours']:.1f} min {low['ours']:.1f} | "
+            f"CogVideoX step ms: median {med['theirs']:.1f} min {low['theirs']:.1f}"
+        )
+        print(
+            f"[{label}] time ratio ours/theirs: median {med['ours'] / med['theirs']:.3f} "
+            f"min {low['ours'] / low['theirs']:.3f} (target <= 0.8)"
+        )
 
 
 def cuda_mfu(args: argparse.Namespace) -> None:
@@ -167,6 +206,7 @@ def cuda_mfu(args: argparse.Namespace) -> None:
         patch_h=2,
         patch_w=2,
         activation_checkpointing=args.checkpointing,
+        condition=args.condition,
     )
     channels, cond_dim = 16, 1024
     model = VideoDiT(cfg, in_channels=channels, cond_dim=cond_dim).to(device)
@@ -180,7 +220,7 @@ def cuda_mfu(args: argparse.Namespace) -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16):
             return model(x, c_noise, tokens, mask).float()
 
-    step = make_train_step(model, forward, x)
+    step = make_train_step(model, forward, x, args.fused_adamw)
     seconds = time_train_steps(step, args.warmup, args.steps, torch.cuda.synchronize)
     video_tokens = frames * (size // 2) ** 2
     flops = 3 * batch * videodit_forward_flops(model, video_tokens, text, cond_dim)  # forward + 2x backward
@@ -199,9 +239,12 @@ def main() -> None:
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--steps", type=int, default=9, help="timed steps of each model")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--text-tokens", type=int, default=32)
+    parser.add_argument("--condition", choices=["joint", "cross"], default=BackboneConfig.condition)
+    parser.add_argument("--fused-adamw", action="store_true", help="fused AdamW (both models)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile of both models")
     # CPU comparison (both models get these sizes)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--head-dim", type=int, default=64)
@@ -209,6 +252,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--frames", type=int, default=4, help="latent frames")
     parser.add_argument("--size", type=int, default=32, help="latent height and width")
+    parser.add_argument("--patch", type=int, default=2)
     # GPU MFU (~1B parameters by default)
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak (H100 SXM: 989)")
     parser.add_argument("--gpu-hidden", type=int, default=1536)

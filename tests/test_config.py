@@ -37,6 +37,7 @@ def test_set_overrides_win_and_are_typed(tmp_path):
     assert cfg.train.lr == 0.5
     assert cfg.sample.sampler == "euler"
     assert cfg.train.betas == (0.8, 0.9)
+    assert load_config(None, ["train.lr=3e-3"]).train.lr == 3e-3  # YAML 1.1 reads 3e-3 as a string
 
 
 def test_unknown_key_names_key_and_file(tmp_path):

@@ -504,6 +504,12 @@ def _check_value(tp, value, dotted, where, source, override_sources):
             raise bad("an integer")
         return value
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads `3e-3` (no dot) as a string; accept what Python reads as a number.
+            try:
+                value = float(value)
+            except ValueError:
+                raise bad("a number") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad("a number")
         return float(value)

@@ -25,6 +25,9 @@ from vimi.eval.grounding import ACCURACY_METRICS, GroundingScorer, GroundTruth, 
 from vimi.prompt import MultimodalPrompt, apply_template, parse_prompt
 
 TASKS = ("subject", "two_subject", "predict", "t2v")
+MIN_VISIBLE_PIXELS = 25
+"""A prompt's video must show each subject with a box of at least this many pixels in most frames: a
+subject that blends into its scene (same colours) cannot be judged from pixels, truth or generated."""
 METRICS = (*ACCURACY_METRICS, "psnr", "ssim")
 
 GenerateFn = Callable[[list[MultimodalPrompt], list[torch.Tensor | None], list[int], Any], torch.Tensor]
@@ -88,6 +91,13 @@ def subject_prompt(world: GroundedWorld, record: VideoGroundTruth) -> Multimodal
     return apply_template("subject", parse_prompt(out, images=images, task="subject", check_files=False))
 
 
+def clearly_visible(record: VideoGroundTruth) -> bool:
+    """Whether every subject's ground-truth box covers >= MIN_VISIBLE_PIXELS in at least half of the frames."""
+    boxes = record.boxes  # [K, T, 4] x0, y0, x1, y1
+    areas = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])  # [K, T]
+    return bool(((areas >= MIN_VISIBLE_PIXELS).mean(axis=1) >= 0.5).all())
+
+
 def build_items(
     world: GroundedWorld, task: str, split: str, n: int, seed: int = 0, has_index: bool = False
 ) -> list[BenchItem]:
@@ -99,7 +109,7 @@ def build_items(
         if len(items) >= n:
             break
         two = len(record.subjects) == 2
-        if (task == "subject" and two) or (task == "two_subject" and not two):
+        if (task == "subject" and two) or (task == "two_subject" and not two) or not clearly_visible(record):
             continue
         first_frame, use_index = None, False
         if task == "predict":

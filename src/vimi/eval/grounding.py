@@ -143,12 +143,14 @@ class GroundingScorer:
             sample = _spread(np.flatnonzero(both), cfg.grounding_frames)
             results = self._identify(frames[sample], match, parts[:, sample], candidates)
             per_frame = np.stack([r[2] for r in results])  # [K, t], -1 = no valid fit
-            wanted = sorted(truth.subjects)
-            frame_ok = [sorted(per_frame[:, t]) == wanted for t in range(per_frame.shape[1])]
-            # Overlapping subjects merge into one part; such frames are skipped, but half of all frames must count.
-            enough = len(sample) > 0 and both.mean() >= cfg.grounding_min_frames / 2
-            out.two_subject = float(enough and np.mean(frame_ok) >= cfg.grounding_min_frames)
-            out.predicted_subjects = sorted({int(s) for s in per_frame.ravel() if s >= 0})
+            # Votes of valid per-part fits over the sampled frames; touching subjects may split badly in
+            # some frames, so the two most-voted subjects must be the prompted ones, each with enough votes.
+            ids, votes = np.unique(per_frame[per_frame >= 0], return_counts=True)
+            top = ids[np.argsort(-votes, kind="stable")[:2]]
+            needed = cfg.grounding_min_frames * len(sample) / 2
+            strong = len(top) == 2 and votes.min(initial=0) >= 0 and all(votes[ids == s][0] >= needed for s in top)
+            out.two_subject = float(len(sample) > 0 and strong and sorted(top) == sorted(truth.subjects))
+            out.predicted_subjects = sorted(int(s) for s in top)
         if reference is not None:
             out.psnr, out.ssim = prediction_scores(
                 frames, to_frames(reference, *frames.shape[1:3]), given_frames

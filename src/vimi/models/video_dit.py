@@ -78,26 +78,47 @@ class TimestepEmbedder(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with a fused QKV projection, QK RMS-norm and optional RoPE."""
+    """Multi-head self-attention (fused QKV, QK-norm, optional RoPE), optionally also over condition tokens.
 
-    def __init__(self, hidden: int, heads: int):
+    With `condition_keys` the condition tokens join as extra keys/values (no queries, no RoPE): one
+    attention reads both the video and the condition, which saves cross-attention's query and output
+    projections on every video token.
+    """
+
+    def __init__(self, hidden: int, heads: int, condition_keys: bool = False):
         super().__init__()
         self.heads, self.head_dim = heads, hidden // heads
         self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.cond_kv = nn.Linear(hidden, 2 * hidden) if condition_keys else None
         # QK-norm keeps attention logits bounded, which is what makes bf16 training stable
         # (LayerNorm rather than RMSNorm: a fused kernel on CPU as well as GPU).
         self.q_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
         self.k_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
         self.proj = nn.Linear(hidden, hidden)
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor | None) -> torch.Tensor:
+    def _split_heads(self, x: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
+        batch, length, _ = x.shape
+        # [B, L, parts*D] -> [B, L, parts, H, Dh] -> parts x [B, H, L, Dh]
+        return x.view(batch, length, parts, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: torch.Tensor | None,
+        cond: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x [B, L, D], cond [B, Lc, D] (condition_keys only), attn_mask [B, 1, 1, L + Lc] or None."""
         batch, length, hidden = x.shape
-        qkv = self.qkv(x).view(batch, length, 3, self.heads, self.head_dim)  # [B, L, 3D] -> [B, L, 3, H, Dh]
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, L, Dh]
+        q, k, v = self._split_heads(self.qkv(x), 3)  # each [B, H, L, Dh]
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
-        out = F.scaled_dot_product_attention(q, k, v)  # [B, H, L, Dh]
+        if self.cond_kv is not None:
+            cond_k, cond_v = self._split_heads(self.cond_kv(cond), 2)  # each [B, H, Lc, Dh]
+            k = torch.cat([k, self.k_norm(cond_k)], dim=2)  # [B, H, L + Lc, Dh]
+            v = torch.cat([v, cond_v], dim=2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B, H, L, Dh]
         out = out.transpose(1, 2).reshape(batch, length, hidden)  # [B, H, L, Dh] -> [B, L, D]
         return self.proj(out)
 
@@ -114,7 +135,7 @@ class CrossAttention(nn.Module):
         self.k_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
         self.proj = nn.Linear(hidden, hidden)
 
-    def forward(self, x: torch.Tensor, tokens: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         batch, length, hidden = x.shape
         q = self.q(x).view(batch, length, self.heads, self.head_dim).transpose(1, 2)  # [B, H, L, Dh]
         kv = self.kv(tokens).view(batch, tokens.shape[1], 2, self.heads, self.head_dim)  # [B, Lc, 2, H, Dh]
@@ -126,31 +147,41 @@ class CrossAttention(nn.Module):
 
 
 class VideoDiTBlock(nn.Module):
-    """adaLN-zero self-attention, cross-attention to the condition, adaLN-zero MLP."""
+    """adaLN-zero attention to the video (joint: and the condition), [cross-attention,] adaLN-zero MLP."""
 
-    def __init__(self, hidden: int, heads: int, mlp_ratio: float):
+    def __init__(self, hidden: int, heads: int, mlp_ratio: float, condition: str = "cross"):
         super().__init__()
+        self.joint = condition == "joint"
         self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
-        self.attn = SelfAttention(hidden, heads)
-        self.norm2 = nn.LayerNorm(hidden, eps=1e-6)
-        self.cross_attn = CrossAttention(hidden, heads)
+        self.attn = SelfAttention(hidden, heads, condition_keys=self.joint)
+        if self.joint:
+            self.norm_cond = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        else:
+            self.norm2 = nn.LayerNorm(hidden, eps=1e-6)
+            self.cross_attn = CrossAttention(hidden, heads)
         self.norm3 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
         mlp_hidden = int(hidden * mlp_ratio)
         self.mlp = nn.Sequential(
             nn.Linear(hidden, mlp_hidden), nn.GELU(approximate="tanh"), nn.Linear(mlp_hidden, hidden)
         )
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 6 * hidden))
+        # shift, scale, gate of attention and MLP (joint: + shift, scale of the condition tokens)
+        self.num_mods = 8 if self.joint else 6
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, self.num_mods * hidden))
 
     def forward(self, x, c, tokens, attn_mask, cross_gate, rope):
-        """x [B, L, D], c [B, D], tokens [B, Lc, D], attn_mask [B, 1, 1, Lc], cross_gate [B, 1, 1] or None."""
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(
-            6, dim=-1
-        )
-        x = torch.addcmul(
-            x, gate_msa[:, None], self.attn(modulate(self.norm1(x), shift_msa, scale_msa), rope)
-        )
-        cross = self.cross_attn(self.norm2(x), tokens, attn_mask)
-        x = x + (cross if cross_gate is None else cross * cross_gate)
+        """x [B, L, D], c [B, D], tokens [B, Lc, D], attn_mask [B, 1, 1, L + Lc (joint) or Lc] or None,
+        cross_gate [B, 1, 1] or None (cross only)."""
+        mods = self.adaLN_modulation(c).chunk(self.num_mods, dim=-1)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods[:6]
+        attn_in = modulate(self.norm1(x), shift_msa, scale_msa)
+        if self.joint:
+            # The condition tokens see the noise level too (as CogVideoX's text stream), in every block.
+            cond = modulate(self.norm_cond(tokens), mods[6], mods[7])
+            x = torch.addcmul(x, gate_msa[:, None], self.attn(attn_in, rope, cond, attn_mask))
+        else:
+            x = torch.addcmul(x, gate_msa[:, None], self.attn(attn_in, rope))
+            cross = self.cross_attn(self.norm2(x), tokens, attn_mask)
+            x = x + (cross if cross_gate is None else cross * cross_gate)
         x = torch.addcmul(x, gate_mlp[:, None], self.mlp(modulate(self.norm3(x), shift_mlp, scale_mlp)))
         return x
 
@@ -198,7 +229,7 @@ class VideoDiT(nn.Module):
             self.pos_h = nn.Parameter(torch.zeros(cfg.max_positions, size.hidden))
             self.pos_w = nn.Parameter(torch.zeros(cfg.max_positions, size.hidden))
         self.blocks = nn.ModuleList(
-            [VideoDiTBlock(size.hidden, size.heads, cfg.mlp_ratio) for _ in range(size.depth)]
+            [VideoDiTBlock(size.hidden, size.heads, cfg.mlp_ratio, cfg.condition) for _ in range(size.depth)]
         )
         self.final_layer = FinalLayer(size.hidden, in_channels * patch_volume)
         self.activation_checkpointing = cfg.activation_checkpointing
@@ -257,6 +288,21 @@ class VideoDiT(nn.Module):
         )  # [t, h, w, D]
         return pos.reshape(1, t * h * w, -1)  # [t, h, w, D] -> [1, L, D]
 
+    def _condition_mask(self, mask: torch.Tensor, hidden: torch.Tensor):
+        """Attention mask for the blocks (None when every token is valid: faster kernels) and cross_gate."""
+        if bool(mask.all()):
+            return None, None
+        if self.cfg.condition == "joint":
+            # Video keys are always valid, so even a row with no valid condition token stays finite.
+            video = mask.new_ones(mask.shape[0], hidden.shape[1])
+            return torch.cat([video, mask], dim=1)[:, None, None, :], None  # [B, 1, 1, L + Lc]
+        has_token = mask.any(dim=-1)  # [B]
+        attn_mask = (mask | ~has_token[:, None])[:, None, None, :]  # [B, Lc] -> [B, 1, 1, Lc]
+        # A row with no valid token (never expected: encoders emit a null token) gets no cross-attention
+        # instead of the NaN that a fully masked softmax would give.
+        cross_gate = None if bool(has_token.all()) else has_token.to(hidden.dtype)[:, None, None]
+        return attn_mask, cross_gate
+
     def forward(
         self,
         x: torch.Tensor,
@@ -290,12 +336,7 @@ class VideoDiT(nn.Module):
 
         c = self.time_embed(c_noise)  # [B, D]
         cond = self.cond_embed(tokens.to(hidden.dtype))  # [B, Lc, cond_dim] -> [B, Lc, D]
-        mask = mask.bool()
-        has_token = mask.any(dim=-1)  # [B]
-        attn_mask = (mask | ~has_token[:, None])[:, None, None, :]  # [B, Lc] -> [B, 1, 1, Lc]
-        # A row with no valid token (never expected: encoders emit a null token) gets no cross-attention
-        # instead of the NaN that a fully masked softmax would give.
-        cross_gate = None if bool(has_token.all()) else has_token.to(hidden.dtype)[:, None, None]
+        attn_mask, cross_gate = self._condition_mask(mask.bool(), hidden)
 
         for block in self.blocks:
             if self.activation_checkpointing and torch.is_grad_enabled():

@@ -51,7 +51,7 @@ class PromptJob:
     out: str
     cfg: RetrievalConfig
     input_rows: int
-    duplicate_rows: list[int] = field(default_factory=list)
+    duplicate_rows: frozenset[int] = field(default_factory=frozenset)
     """Input rows whose id repeats an earlier row's (found in one pass over the id column)."""
     copy_media: bool = False
 
@@ -146,7 +146,6 @@ def process_shard(job: PromptJob, shard: int, index: ShardedIndex) -> dict:
     cfg, start = job.cfg, job.rows_of(shard)[0]
     table = read_row_range(job.videos, *job.rows_of(shard), binary_columns=["id", "caption", "video"])
     root = manifest_root(job.videos)
-    duplicates = set(job.duplicate_rows)
     skips, counters = SkipLog(log), Counter()
     valid: list[tuple[int, dict, str, str, str]] = []
     for offset, record in enumerate(table.to_pylist()):
@@ -154,7 +153,7 @@ def process_shard(job: PromptJob, shard: int, index: ShardedIndex) -> dict:
         item_id, reason = decode_id(record["id"])
         caption, caption_reason = decode_text(record["caption"])
         video, video_reason = resolve_media(root, record["video"])
-        if row in duplicates:
+        if row in job.duplicate_rows:
             reason = reason or f"duplicate_id: {item_id} appears in an earlier row"
         reason = reason or caption_reason or video_reason
         if reason:
@@ -209,7 +208,7 @@ def process_shard(job: PromptJob, shard: int, index: ShardedIndex) -> dict:
     return done
 
 
-def find_duplicate_rows(videos: str | Path) -> list[int]:
+def find_duplicate_rows(videos: str | Path) -> frozenset[int]:
     """Rows whose id repeats an earlier row's (the first occurrence is kept)."""
     seen, duplicates = set(), []
     for row, record in enumerate(iter_table_rows(videos, ["id"])):
@@ -219,7 +218,7 @@ def find_duplicate_rows(videos: str | Path) -> list[int]:
         if item_id in seen:
             duplicates.append(row)
         seen.add(item_id)
-    return duplicates
+    return frozenset(duplicates)
 
 
 def _prepare_out(out: Path, job: PromptJob) -> None:

@@ -41,7 +41,12 @@ class EMA:
         if missing:
             raise KeyError(f"EMA state lacks {len(missing)} tensors, e.g. {sorted(missing)[0]}")
         for name, tensor in self.shadow.items():
-            tensor.copy_(state[name])
+            value = state[name].to(tensor.device)
+            if hasattr(tensor, "device_mesh"):  # an FSDP2 shard: cut the full tensor the same way
+                from torch.distributed.tensor import distribute_tensor
+
+                value = distribute_tensor(value, tensor.device_mesh, tensor.placements)
+            tensor.copy_(value)
 
     def _tracked(self, module: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
         return ((name, t) for name, t in _float_state(module) if self.include(name))

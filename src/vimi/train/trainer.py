@@ -288,15 +288,18 @@ class Trainer:
     def _write_samples(self, logger: RunLogger, samples) -> None:
         from vimi.train.samples import generate_samples
 
-        if not samples or (self.mode != "fsdp" and not self.info.is_main):
-            return  # under FSDP every rank takes part in the forward passes
+        if not samples or not self.info.is_main:
+            return
+        # Sampling calls submodules outside forward(), which FSDP2's sharded parameters do not support.
+        if self.mode == "fsdp":
+            log.warning(
+                "step %d: periodic samples are skipped under FSDP; run `vimi generate` on a checkpoint",
+                self.step,
+            )
+            return
         self.model.eval()
-        if self.mode == "fsdp":  # sampling calls submodules directly: gather the root's own shards first
-            self.model.unshard()
         with self.ema.applied(self.model), self.autocast:
             videos = generate_samples(self.model, samples, self.cfg, self.info.device)
-        if self.mode == "fsdp":
-            self.model.reshard()
         logger.log_videos(self.step, videos, fps=self.cfg.world.fps)
 
 

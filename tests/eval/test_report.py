@@ -1,0 +1,103 @@
+"""The HTML report: one row per prompt, escaped text, existing media, runs side by side."""
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vimi.config import EvalConfig, WorldConfig
+from vimi.data.world import GroundedWorld, build_world, load_world
+from vimi.eval.bench import TASKS, build_items, run_benchmark
+from vimi.eval.report import write_report
+from vimi.prompt import MultimodalPrompt, Text
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory: pytest.TempPathFactory) -> GroundedWorld:
+    out = tmp_path_factory.mktemp("report") / "world"
+    build_world(WorldConfig(preset="tiny", seed=2, num_heldout_videos=24, num_train_videos=4), out)
+    return load_world(out)
+
+
+def truth_generator(world: GroundedWorld):
+    """A fake generate_fn that returns each prompt's own ground-truth clip (found by the prompt's text)."""
+    by_text = {
+        item.prompt.placeholder_text: item.record for task in TASKS for item in build_items(world, task, "heldout", 100)
+    }
+
+    def generate(prompts, first_frames, seeds, index):
+        return torch.stack([_video(world, by_text[p.placeholder_text]) for p in prompts])
+
+    return generate
+
+
+def _video(world, record) -> torch.Tensor:
+    frames = world.render_ground_truth(record)  # [T, H, W, 3]
+    return torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1  # -> [C, T, H, W]
+
+
+def noise_generator(prompts, first_frames, seeds, index):
+    generator = torch.Generator().manual_seed(seeds[0])
+    return torch.rand(len(prompts), 3, 8, 32, 32, generator=generator) * 2 - 1
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.rows, self.sources, self.scripts = 0, [], 0
+
+    def handle_starttag(self, tag, attrs):
+        self.rows += tag == "tr"
+        self.scripts += tag == "script"
+        self.sources += [value for name, value in attrs if tag == "img" and name == "src"]
+
+
+def test_report_has_one_row_per_prompt_escaped_text_and_existing_media(small_world, tmp_path):
+    cfg = EvalConfig(n=2, batch_size=3, bootstrap_samples=50)
+    ours = run_benchmark(small_world, truth_generator(small_world), TASKS, cfg)
+    baseline = run_benchmark(small_world, noise_generator, TASKS, cfg)
+    assert {item.task for item in ours.items} == set(TASKS)
+    # A caption a user could write: markup must come out as text, never as tags.
+    hostile = "<script>alert('x')</script> & <b>bold</b>"
+    ours.items[0].prompt = MultimodalPrompt([Text(hostile)], "t2v")
+    path = write_report(tmp_path / "out", {"vimi": ours, "text-only": baseline})
+
+    page = path.read_text(encoding="utf-8")
+    parsed = _Collector()
+    parsed.feed(page)
+    count = len(ours.items)
+    summary_rows = 1 + sum(len(m) for m in ours.summary["tasks"].values()) + sum(len(m) for m in baseline.summary["tasks"].values())
+    assert parsed.rows == 1 + count + summary_rows  # header + one per prompt + the summary table
+    assert parsed.scripts == 0 and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in page
+    for src in parsed.sources:
+        assert not Path(src).is_absolute() and (path.parent / src).is_file(), src
+    gifs = [s for s in parsed.sources if s.endswith(".gif")]
+    assert len(gifs) == 3 * count  # two runs side by side + the ground truth
+    pngs = [s for s in parsed.sources if s.endswith(".png")]
+    assert len(pngs) >= count - 2  # prompt images (subject) and first frames (predict); t2v has none
+    assert page.count("metrics: vimi") == 1 and page.count("metrics: text-only") == 1
+    # Ground truth as the generated video scores far higher than noise on the subject task.
+    assert ours.summary["tasks"]["subject"]["scene"]["mean"] == 1.0
+    assert baseline.summary["tasks"]["subject"]["scene"]["mean"] == 0.0
+    widths = [int(w) for w in re.findall(r"width:(\d+)%", page)]
+    assert widths and all(0 <= w <= 100 for w in widths)
+
+
+def test_report_rejects_runs_of_different_prompts(small_world, tmp_path):
+    cfg = EvalConfig(n=1, bootstrap_samples=10)
+    one = run_benchmark(small_world, noise_generator, ["subject"], cfg)
+    other = run_benchmark(small_world, noise_generator, ["t2v"], cfg)
+    with pytest.raises(ValueError, match="other prompts"):
+        write_report(tmp_path / "bad", {"a": one, "b": other})
+
+
+def test_summary_has_confidence_intervals_around_the_mean(small_world):
+    result = run_benchmark(small_world, truth_generator(small_world), ["predict"], EvalConfig(n=3, bootstrap_samples=100))
+    metrics = result.summary["tasks"]["predict"]
+    for name in ("scene", "psnr", "ssim"):
+        value = metrics[name]
+        assert value["ci_low"] <= value["mean"] <= value["ci_high"] and value["n"] == 3
+    assert np.isclose(metrics["psnr"]["mean"], 100.0) and np.isclose(metrics["ssim"]["mean"], 1.0)
