@@ -20,9 +20,11 @@ METRICS = ("subject", "motion", "scene", "consistency", "two_subject")
 
 @pytest.fixture(scope="session")
 def validity_world(tmp_path_factory: pytest.TempPathFactory) -> GroundedWorld:
-    """8x32x32 clips, 8 held-out subjects, 64 held-out videos (about 2 s to build)."""
+    """8x32x32 clips, 8 held-out subjects, 72 held-out videos (about 2 s to build)."""
     out = tmp_path_factory.mktemp("grounding") / "world"
-    cfg = WorldConfig(preset="tiny", seed=1, num_heldout_subjects=8, num_heldout_videos=64, num_train_videos=8)
+    cfg = WorldConfig(
+        preset="tiny", seed=1, num_heldout_subjects=8, num_heldout_videos=72, num_train_videos=8
+    )
     build_world(cfg, out)
     return load_world(out)
 
@@ -55,14 +57,18 @@ def variants(world: GroundedWorld, record, rng: np.random.Generator) -> dict[str
 
 
 def mean_scores(scored: list[tuple]) -> dict[str, float]:
-    return {m: float(np.mean([s[m] for _, s in scored if m in s])) for m in METRICS if any(m in s for _, s in scored)}
+    return {
+        m: float(np.mean([s[m] for _, s in scored if m in s]))
+        for m in METRICS
+        if any(m in s for _, s in scored)
+    }
 
 
 @pytest.mark.slow
 def test_validity_truth_high_and_noise_shuffled_wrong_subject_at_chance(validity_world):
     world, scorer, rng = validity_world, heldout_scorer(validity_world), np.random.default_rng(0)
-    records = [r for r in world.videos("heldout") if clearly_visible(r)]
-    assert len(records) >= 60
+    records = [r for r in world.videos("heldout") if clearly_visible(r)][:64]
+    assert len(records) == 64
     scored: dict[str, list] = {"truth": [], "noise": [], "shuffled": [], "wrong_subject": []}
     for record in records:
         truth = ground_truth(world, record)
@@ -80,7 +86,11 @@ def test_validity_truth_high_and_noise_shuffled_wrong_subject_at_chance(validity
         assert value <= chance[metric] + 0.05, ("noise", metric, value)
     # A still subject's shuffled clip is the same clip: shuffling can only break the others.
     moving = [(r, s) for r, s in scored["shuffled"] if "motion" in s and r.motions[0] != "still"]
-    assert np.mean([s["motion"] for _, s in moving]) <= chance["motion"] + 0.05
+    shuffled_moving = np.mean([s["motion"] for _, s in moving])
+    print(
+        "shuffled motion accuracy on moving subjects:", round(float(shuffled_moving), 3), "n =", len(moving)
+    )
+    assert shuffled_moving <= chance["motion"] + 0.05
     assert means["wrong_subject"]["subject"] <= chance["subject"] + 0.05
     assert means["wrong_subject"]["two_subject"] <= chance["two_subject"] + 0.05
     # What wrong subjects and shuffled frames must NOT break: the scene, and (for wrong subjects) the motion.
@@ -114,13 +124,22 @@ def test_candidates_hold_the_prompted_subject_and_are_fixed_per_prompt(validity_
 
 @pytest.mark.parametrize(
     ("motion", "expected"),
-    [("left", "left"), ("up_right", "up_right"), ("bounce", "bounce"), ("grow", "grow"), ("shrink", "shrink"), ("still", "still")],
+    [
+        ("left", "left"),
+        ("up_right", "up_right"),
+        ("bounce", "bounce"),
+        ("grow", "grow"),
+        ("shrink", "shrink"),
+        ("still", "still"),
+    ],
 )
 def test_classify_motion_recognises_world_trajectories_and_rejects_shuffled_ones(motion, expected):
     from vimi.data.world.motions import MOTION_IDS, sample_poses
 
     rng = np.random.default_rng(0)
-    poses = sample_poses(np.array([MOTION_IDS.index(motion)]), np.array([0]), np.array([0.45]), 8, 32, 32, rng)
+    poses = sample_poses(
+        np.array([MOTION_IDS.index(motion)]), np.array([0]), np.array([0.45]), 8, 32, 32, rng
+    )
     progress = np.linspace(0, 1, 8)
     centres = np.stack([poses["cx"][0], poses["cy"][0]], axis=-1) / 32  # [T, 2] in frame sides
     log_scales = np.log(poses["scale"][0])
@@ -160,7 +179,10 @@ def test_subject_prompts_use_memory_images_never_names_or_video_frames(validity_
     for item in items + two:
         record = item.record
         assert len(item.prompt.images) == len(record.subjects)
-        assert all(Path(image.path).parent.parts[-3:] != Path(record.video).parent.parts[-3:] for image in item.prompt.images)
+        assert all(
+            Path(image.path).parent.parts[-3:] != Path(record.video).parent.parts[-3:]
+            for image in item.prompt.images
+        )
         assert all(str(validity_world.memory_dir) in image.path for image in item.prompt.images)
         for name in record.subject_names:
             assert name not in item.text

@@ -25,7 +25,9 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> GroundedWorld:
 def truth_generator(world: GroundedWorld):
     """A fake generate_fn that returns each prompt's own ground-truth clip (found by the prompt's text)."""
     by_text = {
-        item.prompt.placeholder_text: item.record for task in TASKS for item in build_items(world, task, "heldout", 100)
+        item.prompt.placeholder_text: item.record
+        for task in TASKS
+        for item in build_items(world, task, "heldout", 100)
     }
 
     def generate(prompts, first_frames, seeds, index):
@@ -69,9 +71,16 @@ def test_report_has_one_row_per_prompt_escaped_text_and_existing_media(small_wor
     parsed = _Collector()
     parsed.feed(page)
     count = len(ours.items)
-    summary_rows = 1 + sum(len(m) for m in ours.summary["tasks"].values()) + sum(len(m) for m in baseline.summary["tasks"].values())
+    summary_rows = (
+        1
+        + sum(len(m) for m in ours.summary["tasks"].values())
+        + sum(len(m) for m in baseline.summary["tasks"].values())
+    )
     assert parsed.rows == 1 + count + summary_rows  # header + one per prompt + the summary table
-    assert parsed.scripts == 0 and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in page
+    assert (
+        parsed.scripts == 0
+        and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in page
+    )
     for src in parsed.sources:
         assert not Path(src).is_absolute() and (path.parent / src).is_file(), src
     gifs = [s for s in parsed.sources if s.endswith(".gif")]
@@ -95,7 +104,9 @@ def test_report_rejects_runs_of_different_prompts(small_world, tmp_path):
 
 
 def test_summary_has_confidence_intervals_around_the_mean(small_world):
-    result = run_benchmark(small_world, truth_generator(small_world), ["predict"], EvalConfig(n=3, bootstrap_samples=100))
+    result = run_benchmark(
+        small_world, truth_generator(small_world), ["predict"], EvalConfig(n=3, bootstrap_samples=100)
+    )
     metrics = result.summary["tasks"]["predict"]
     for name in ("scene", "psnr", "ssim"):
         value = metrics[name]

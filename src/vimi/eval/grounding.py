@@ -148,7 +148,9 @@ class GroundingScorer:
             ids, votes = np.unique(per_frame[per_frame >= 0], return_counts=True)
             top = ids[np.argsort(-votes, kind="stable")[:2]]
             needed = cfg.grounding_min_frames * len(sample) / 2
-            strong = len(top) == 2 and votes.min(initial=0) >= 0 and all(votes[ids == s][0] >= needed for s in top)
+            strong = (
+                len(top) == 2 and votes.min(initial=0) >= 0 and all(votes[ids == s][0] >= needed for s in top)
+            )
             out.two_subject = float(len(sample) > 0 and strong and sorted(top) == sorted(truth.subjects))
             out.predicted_subjects = sorted(int(s) for s in top)
         if reference is not None:
