@@ -76,7 +76,9 @@ def make_train_step(
     return step
 
 
-def videodit_forward_flops(model: VideoDiT, video_tokens: int, cond_tokens: int, cond_dim: int) -> float:
+def videodit_forward_flops(
+    model: VideoDiT, video_tokens: int, frames: int, cond_tokens: int, cond_dim: int
+) -> float:
     """Forward FLOPs of one sample: 2 per multiply-add of every matmul, attention scores and values."""
     hidden, depth = model.size.hidden, model.size.depth
     mlp_hidden = int(hidden * model.cfg.mlp_ratio)
@@ -87,17 +89,20 @@ def videodit_forward_flops(model: VideoDiT, video_tokens: int, cond_tokens: int,
         2 * length * hidden * 3 * hidden  # fused QKV
         + 2 * ctx * hidden * 2 * hidden  # condition keys and values
         + 2 * length * hidden * hidden  # attention output
-        + 2 * 2 * length * length * hidden  # self-attention scores and values
         + 2 * 2 * length * ctx * hidden  # scores and values over the condition tokens
         + 2 * 2 * length * hidden * mlp_hidden  # MLP
         + 2 * hidden * model.blocks[0].num_mods * hidden  # adaLN modulation
     )
+    full_blocks = sum(block.full_attention for block in model.blocks)
+    attention = 2 * 2 * length * length * hidden  # self-attention scores and values, all frames
+    spatial_attention = attention / frames  # within each frame only
     if model.cfg.condition == "cross":
         per_block += 2 * 2 * length * hidden * hidden  # cross-attention query and output
     embed = 2 * length * patch_in * hidden + 2 * ctx * (cond_dim * hidden + hidden * hidden)
     final = 2 * length * hidden * patch_out + 2 * hidden * 2 * hidden
     time_embed = 2 * (256 * hidden + hidden * hidden)
-    return depth * per_block + embed + final + time_embed
+    self_attention = full_blocks * attention + (depth - full_blocks) * spatial_attention
+    return depth * per_block + self_attention + embed + final + time_embed
 
 
 def build_pair(args: argparse.Namespace):
@@ -114,6 +119,7 @@ def build_pair(args: argparse.Namespace):
             patch_w=args.patch,
             context_frames=False,
             condition=args.condition,
+            full_attention_every=args.full_attention_every,
         ),
         in_channels=CHANNELS,
         cond_dim=hidden,
@@ -172,7 +178,7 @@ def cpu_comparison(args: argparse.Namespace) -> None:
     )
     print(
         f"optimizer: AdamW ({'fused' if args.fused_adamw else 'foreach'}) for both; "
-        f"VideoDiT condition={args.condition}; warmup={args.warmup} steps={args.steps} (interleaved)"
+        f"VideoDiT condition={args.condition} full_attention_every={args.full_attention_every}; warmup={args.warmup} steps={args.steps} (interleaved)"
     )
     params_ours, params_theirs = count_parameters(ours), count_parameters(theirs)
     print(
@@ -212,6 +218,7 @@ def cuda_mfu(args: argparse.Namespace) -> None:
         patch_w=2,
         activation_checkpointing=args.checkpointing,
         condition=args.condition,
+        full_attention_every=args.full_attention_every,
     )
     channels, cond_dim = 16, 1024
     model = VideoDiT(cfg, in_channels=channels, cond_dim=cond_dim).to(device)
@@ -228,7 +235,9 @@ def cuda_mfu(args: argparse.Namespace) -> None:
     step = make_train_step(model, forward, x, args.fused_adamw)
     seconds = time_train_steps(step, args.warmup, args.steps, torch.cuda.synchronize)
     video_tokens = frames * (size // 2) ** 2
-    flops = 3 * batch * videodit_forward_flops(model, video_tokens, text, cond_dim)  # forward + 2x backward
+    flops = (
+        3 * batch * videodit_forward_flops(model, video_tokens, frames, text, cond_dim)
+    )  # forward + 2x backward
     achieved = flops / seconds / 1e12
     print(f"VideoDiT params={count_parameters(model) / 1e9:.3f}B batch={batch} video_tokens={video_tokens}")
     print(
@@ -248,6 +257,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--text-tokens", type=int, default=32)
     parser.add_argument("--condition", choices=["joint", "cross"], default=BackboneConfig.condition)
+    parser.add_argument(
+        "--full-attention-every", type=int, default=BackboneConfig.full_attention_every, help="VideoDiT"
+    )
     parser.add_argument("--fused-adamw", action="store_true", help="fused AdamW (both models)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of both models")
     # CPU comparison (both models get these sizes)

@@ -5,7 +5,10 @@ Three measurements on the same captions:
              the (memory-mapped) index, resolve hits, filter (hash every hit image; by default also
              decode and hash 8 frames of every video), write the Parquet shards + markers.
   bm25s      raw `bm25s.BM25.retrieve` on the same saved index files (plain bm25s class, loaded with
-             mmap=True), pre-tokenized queries, same k and n_threads: the retrieval floor.
+             mmap=True), pre-tokenized queries, same k and n_threads (numpy backend: numba/jax are
+             not installed). Its top-k is np.argpartition over the whole, mostly-zero score vector,
+             which numpy does pathologically slowly on such data; vimi's top-k (bm25.TieStableBM25)
+             selects among the matched documents only, which is why vimi is faster than "raw" here.
   rank_bm25  `BM25Okapi.get_scores` + top-k on a 10k-pair sample (it is too slow for 1M pairs); its
              per-query cost grows linearly with the corpus, so it is also shown scaled to the memory.
 Targets: ours >= 0.9x bm25s, ours >= 100x rank_bm25 (at equal corpus size).
@@ -181,11 +184,11 @@ def time_raw_bm25s(
 ) -> float:
     """Queries/s of plain bm25s retrieve on the same saved shard (pre-tokenized queries)."""
     retriever = bm25s.BM25.load(str(index_dir / "shard-00000" / "bm25"), mmap=True)
-    tokens = tokenizer.tokenize_many(captions)
-    retriever.retrieve(tokens[:50], k=k, n_threads=threads, show_progress=False)  # warm the page cache
+    tokens = tokenizer.tokenize_many(captions[:500])  # it can be slow: 500 queries give a stable rate
+    retriever.retrieve(tokens[:20], k=k, n_threads=threads, show_progress=False)  # warm the page cache
     start = time.perf_counter()
     retriever.retrieve(tokens, k=k, n_threads=threads, show_progress=False)
-    return len(captions) / (time.perf_counter() - start)
+    return len(tokens) / (time.perf_counter() - start)
 
 
 def time_vimi_search(index_dir: Path, captions: list[str], k: int, threads: int) -> float:
@@ -284,16 +287,21 @@ def main() -> None:
     )
     rows = [
         ("raw bm25s retrieve (pre-tokenized)", raw, ""),
-        ("vimi index.search", search, f"{search / raw:6.2f}x bm25s"),
-        ("vimi build-prompts, no frame dedup", ours, f"{ours / raw:6.2f}x bm25s (target >= 0.9)"),
-        ("vimi build-prompts, default (dedup)", dedup, f"{dedup / raw:6.2f}x bm25s (target >= 0.9)"),
-        (f"rank_bm25 on {args.rank_bm25_sample:,} pairs", rank, f"build-prompts is {dedup / rank:.1f}x it"),
+        ("vimi index.search", search, f"{search / raw:6.1f}x bm25s  {search / rank_scaled:5.0f}x rank_bm25"),
         (
-            f"rank_bm25 scaled to {pairs:,} pairs",
-            rank_scaled,
-            f"build-prompts is {dedup / rank_scaled:.0f}x it (target >= 100)",
+            "vimi build-prompts, no frame dedup",
+            ours,
+            f"{ours / raw:6.1f}x bm25s  {ours / rank_scaled:5.0f}x rank_bm25",
         ),
+        (
+            "vimi build-prompts, default (dedup)",
+            dedup,
+            f"{dedup / raw:6.1f}x bm25s  {dedup / rank_scaled:5.0f}x rank_bm25",
+        ),
+        (f"rank_bm25 on {args.rank_bm25_sample:,} pairs", rank, "measured"),
+        (f"rank_bm25 scaled to {pairs:,} pairs", rank_scaled, "per-query cost is linear in the corpus size"),
     ]
+    print("targets: build-prompts >= 0.9x bm25s, >= 100x rank_bm25 (at the memory's size)")
     for name, rate, note in rows:
         print(f"  {name:40s} {rate:10.2f} queries/s   {note}")
 

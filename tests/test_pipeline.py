@@ -172,3 +172,14 @@ def test_progress_bar_is_shown_on_request(pipe, capsys):
 def test_asking_for_cuda_without_a_gpu_names_the_fix(tiny_checkpoint):
     with pytest.raises(ConfigError, match="CUDA is not available"):
         VimiPipeline.from_pretrained(tiny_checkpoint, device="cuda")
+
+
+def test_fp16_save_halves_the_file_and_stays_close(pipe, subject_prompt, tmp_path):
+    full = pipe.save_pretrained(tmp_path / "fp32")
+    half = pipe.save_pretrained(tmp_path / "fp16", dtype=torch.float16)
+    size = lambda folder: (folder / "model.safetensors").stat().st_size  # noqa: E731
+    assert size(half) < 0.6 * size(full)
+    loaded = VimiPipeline.from_pretrained(half, device="cpu")
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())  # cast back on load
+    reference, approx = generate(pipe, subject_prompt, seed=3), generate(loaded, subject_prompt, seed=3)
+    assert (reference - approx).abs().max() < 0.05

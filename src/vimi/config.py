@@ -189,6 +189,9 @@ class BackboneConfig:
     """How blocks read the condition tokens. joint: they join self-attention as extra keys/values
     (timestep-modulated, as CogVideoX's text stream); cheaper per video token than cross: a separate
     cross-attention layer after self-attention in every block (DiT/PixArt style)."""
+    full_attention_every: int = 1
+    """Blocks 0, k, 2k, ... attend over the whole video; the others within each frame only (spatial,
+    1/T of the attention cost). 1: full 3D attention in every block."""
     activation_checkpointing: bool = False
 
 

@@ -122,8 +122,12 @@ class VimiPipeline:
         log.info("loaded %s", folder)
         return cls(model, cfg, device)
 
-    def save_pretrained(self, path: str | Path) -> Path:
-        """Write config.json + model.safetensors + COMPLETE to a temp folder, then rename it onto `path`."""
+    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write config.json + model.safetensors + COMPLETE to a temp folder, then rename it onto `path`.
+
+        `dtype=torch.float16` halves the file (how the shipped checkpoint is stored); floating-point
+        weights are cast back to the model's dtype on load.
+        """
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -135,6 +139,8 @@ class VimiPipeline:
             weights = {
                 k: v.detach().cpu().contiguous().clone() for k, v in self.model.inference_state_dict().items()
             }
+            if dtype is not None:
+                weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
             save_file(weights, tmp / WEIGHTS_NAME)
             for file in tmp.iterdir():
                 with open(file, "rb") as f:

@@ -171,3 +171,40 @@ def test_rope_scores_depend_only_on_relative_position():
 
     torch.testing.assert_close(score((0, 1, 0), (1, 2, 2)), score((2, 2, 1), (3, 3, 3)))
     assert not torch.allclose(score((0, 1, 0), (1, 2, 2)), score((0, 1, 0), (1, 2, 3)))
+
+
+@pytest.mark.parametrize("condition", ["joint", "cross"])
+def test_condition_modes_ignore_masked_tokens_and_use_valid_ones(condition):
+    net = VideoDiT(BackboneConfig(condition=condition, full_attention_every=2), 3, COND_DIM).eval()
+    randomize_output_layer(net)
+    x, c_noise, tokens, mask = make_inputs(tokens=4)
+    mask[0, 2:] = False
+    changed = tokens.clone()
+    changed[0, 2:] = torch.randn(2, COND_DIM) * 10
+    out = net(x, c_noise, tokens, mask)
+    torch.testing.assert_close(out, net(x, c_noise, changed, mask))
+    changed[1, 0] = -changed[1, 0]
+    assert not torch.allclose(out[1], net(x, c_noise, changed, mask)[1], atol=1e-4)
+
+
+def test_frame_local_attention_equals_attending_each_frame_alone():
+    from vimi.models.rope import rope_3d_tables
+    from vimi.models.video_dit import SelfAttention
+
+    torch.manual_seed(0)
+    attn = SelfAttention(hidden=32, heads=2, condition_keys=True)
+    frames, per_frame, batch = 3, 4, 2
+    x = torch.randn(batch, frames * per_frame, 32)  # frame-major tokens
+    cond, cond_mask = torch.randn(batch, 5, 32), torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]).bool()
+    rope = rope_3d_tables((frames, 2, 2), 16, torch.device("cpu"))  # [L, Dh/2]
+    local = attn(x, rope, cond, cond_mask, frames=frames)
+    for f in range(frames):
+        tokens = slice(f * per_frame, (f + 1) * per_frame)
+        alone = attn(x[:, tokens], rope[tokens], cond, cond_mask)
+        torch.testing.assert_close(local[:, tokens], alone)
+    assert not torch.allclose(local, attn(x, rope, cond, cond_mask))  # full 3D attention differs
+
+
+def test_full_attention_every_must_be_positive():
+    with pytest.raises(ConfigError, match="full_attention_every=0"):
+        VideoDiT(BackboneConfig(full_attention_every=0), 3, COND_DIM)

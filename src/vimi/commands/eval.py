@@ -86,45 +86,14 @@ def _grounding(args: argparse.Namespace, cfg) -> int:
     if args.index is not None and not Path(args.index).exists():
         raise ConfigError(f"--index {args.index}: no such index folder; build one with `vimi index`")
     from vimi.data.world import load_world
+    from vimi.eval.run import evaluate_checkpoints, format_metrics
 
-    world = load_world(args.world)
-
-    from vimi.eval.bench import pipeline_generate_fn, run_benchmark
-    from vimi.eval.report import write_report
-    from vimi.pipeline import VimiPipeline
-    from vimi.utils.atomic import write_json_atomic
-
-    out = Path(args.out)
-    size = (world.config.num_frames, world.config.height, world.config.width)
-    results, metrics = {}, {}
-    for name, path in checkpoints.items():
-        pipe = VimiPipeline.from_pretrained(path, device=args.device)
-        generate = pipeline_generate_fn(pipe, *size, steps=args.steps)
-        log.info("%s: generating and scoring %s on %s", name, ", ".join(tasks), args.world)
-        result = run_benchmark(world, generate, tasks, eval_cfg, index=args.index)
-        label = f"{name}: {Path(path).name}"
-        results[label] = result
-        metrics[name] = {"path": str(Path(path).resolve()), **result.summary}
-        metrics[name]["per_prompt"] = [
-            {"id": item.id, "task": item.task, "text": item.text, **score.metrics()}
-            for item, score in zip(result.items, result.scores)
-        ]
-    summary = {
-        "world": str(Path(args.world).resolve()),
-        "split": eval_cfg.split,
-        "n": eval_cfg.n,
-        "tasks": tasks,
-        **metrics,
-    }
-    write_json_atomic(out / "metrics.json", summary)
-    report = write_report(out, results, fps=world.config.fps)
-    for name in checkpoints:
-        for task, values in metrics[name]["tasks"].items():
-            text = ", ".join(
-                f"{m} {v['mean']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]" for m, v in values.items()
-            )
-            print(f"{name} {task}: {text}")
-    print(f"wrote {out / 'metrics.json'} and {report}")
+    summary = evaluate_checkpoints(
+        checkpoints, load_world(args.world), tasks, eval_cfg, args.out,
+        index=args.index, steps=args.steps, device=args.device,
+    )  # fmt: skip
+    print("\n".join(format_metrics(summary, list(checkpoints))))
+    print(f"wrote {Path(args.out) / 'metrics.json'} and {summary['report']}")
     return 0
 
 

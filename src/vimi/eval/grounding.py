@@ -27,6 +27,7 @@ import numpy as np
 from vimi.config import EvalConfig
 from vimi.data.world.motions import BOUNCE_HEIGHT, MOTIONS, SIZE_RATIO, SPIN_TURNS, TRAVEL
 from vimi.data.world.render import WorldRenderer
+from vimi.eval.pairs import fit_pairs
 from vimi.eval.tracking import SubjectTracker, TemplateFit, to_frames
 
 ACCURACY_METRICS = ("subject", "motion", "scene", "consistency", "two_subject")
@@ -43,6 +44,8 @@ STILL_SPREAD = 0.04
 """A still subject's centre varies by at most this fraction of the side (std); its log-scale by < MIN_LOG_SCALE."""
 SPIN_GAIN = 0.7
 """A spin must lower the best constant-angle fitting error to this fraction or less."""
+MIN_SUBJECT_SHARE = 0.1
+"""Each subject of a two-subject fit must explain this fraction of the foreground's background-only error."""
 TRANSLATIONS = {
     m.id: np.asarray(m.direction) / np.hypot(*m.direction) for m in MOTIONS if m.kind == "translate"
 }
@@ -138,21 +141,11 @@ class GroundingScorer:
                 out.predicted_motion = self._motion(fit, 0, winner)
             out.motion = float(out.predicted_motion == truth.motions[0])
         else:
-            parts = tracker.components(mask, len(truth.subjects), frames)  # [K, T, H, W]
-            both = (parts.sum(axis=(2, 3)) >= tracker.min_pixels).all(axis=0)
-            sample = _spread(np.flatnonzero(both), cfg.grounding_frames)
-            results = self._identify(frames[sample], match, parts[:, sample], candidates)
-            per_frame = np.stack([r[2] for r in results])  # [K, t], -1 = no valid fit
-            # Votes of valid per-part fits over the sampled frames; touching subjects may split badly in
-            # some frames, so the two most-voted subjects must be the prompted ones, each with enough votes.
-            ids, votes = np.unique(per_frame[per_frame >= 0], return_counts=True)
-            top = ids[np.argsort(-votes, kind="stable")[:2]]
-            needed = cfg.grounding_min_frames * len(sample) / 2
-            strong = (
-                len(top) == 2 and votes.min(initial=0) >= 0 and all(votes[ids == s][0] >= needed for s in top)
-            )
-            out.two_subject = float(len(sample) > 0 and strong and sorted(top) == sorted(truth.subjects))
-            out.predicted_subjects = sorted(int(s) for s in top)
+            present = mask.sum(axis=(1, 2)) >= 2 * tracker.min_pixels
+            sample = _spread(np.flatnonzero(present), cfg.grounding_frames)
+            pair, valid = self._identify_pair(frames[sample], match, mask[sample], candidates)
+            out.predicted_subjects = sorted(pair) if valid else []
+            out.two_subject = float(valid and sorted(pair) == sorted(truth.subjects))
         if reference is not None:
             out.psnr, out.ssim = prediction_scores(
                 frames, to_frames(reference, *frames.shape[1:3]), given_frames
@@ -178,6 +171,20 @@ class GroundingScorer:
             valid = bool(good[winner].mean() >= self.cfg.grounding_min_frames)
             results.append((candidates[winner], valid, per_frame))
         return results
+
+    def _identify_pair(self, frames: np.ndarray, match, mask: np.ndarray, candidates: list[int]):
+        """(best pair of renderer indices, whether it explains the foreground with both subjects in enough frames)."""
+        if len(frames) == 0:
+            return (candidates[0], candidates[1]), False
+        fit = fit_pairs(self.tracker, frames, match, mask, candidates)
+        baseline = np.maximum(fit.baseline, 1e-6)[None]  # [1, T]
+        explained = 1 - fit.errors / baseline  # [P, T]
+        # What each subject adds: the error without it minus the joint error (alone[:, 0] lacks the second).
+        shares = (fit.alone[:, ::-1] - fit.errors[:, None]) / baseline[:, None]  # [P, 2, T]
+        good = (explained >= self.cfg.grounding_min_explained) & (shares.min(axis=1) >= MIN_SUBJECT_SHARE)
+        winner = int(fit.errors.sum(axis=1).argmin())
+        self.last_pair_fit = (fit, explained, shares)
+        return fit.pairs[winner], bool(good[winner].mean() >= self.cfg.grounding_min_frames)
 
     def _motion(self, fit: TemplateFit, column: int, subject: int) -> str | None:
         """Classify the tracked trajectory of candidate `column` (renderer index `subject`); None if too few frames."""

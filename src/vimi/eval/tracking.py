@@ -43,6 +43,16 @@ class TemplateFit:
     """float [T, 2]: foreground centroid (x, y) in pixels."""
     areas: np.ndarray
     """float [T]: foreground pixels."""
+    poses: np.ndarray | None = None
+    """float [C, T, 4]: each candidate's best pose per frame (cx, cy, scale, angle; POSE_FIELDS)."""
+
+
+POSE_FIELDS = ("cx", "cy", "scale", "angle")
+
+
+def pose_dict(poses: np.ndarray) -> dict[str, np.ndarray]:
+    """Poses float [..., 4] (POSE_FIELDS order) -> the renderer's dict of float32 [...] arrays."""
+    return {name: np.ascontiguousarray(poses[..., i], np.float32) for i, name in enumerate(POSE_FIELDS)}
 
 
 def to_frames(video, height: int, width: int) -> np.ndarray:
@@ -149,7 +159,13 @@ class SubjectTracker:
 
     # ---------------------------------------------------------------------------------------------
     def fit(
-        self, frames: np.ndarray, match: BackgroundMatch, targets: np.ndarray, candidates: list[int]
+        self,
+        frames: np.ndarray,
+        match: BackgroundMatch,
+        targets: np.ndarray,
+        candidates: list[int],
+        regions: np.ndarray | None = None,
+        fixed: "FixedLayer | None" = None,
     ) -> list[TemplateFit]:
         """Fit every candidate sprite to each target mask ([K, T, H, W]); one TemplateFit per target.
 
@@ -157,7 +173,8 @@ class SubjectTracker:
         fraction, centre from its centroid minus the candidate's rotated alpha-centroid offset) and tries
         every angle. Pass 2 refines the best angle's pose (scale, sub-pixel shift, half an angle step),
         since a mask's area is biased by anti-aliased edges. Each target's error region is its bounding
-        box grown by a margin, minus the other targets' pixels.
+        box grown by a margin, minus the other targets' pixels, unless `regions` [K, T, H, W] are given.
+        With `fixed`, a known subject is painted with every candidate (behind or in front of it).
         """
         num_targets, frames_count = targets.shape[:2]
         fills = self._sprite_stats[0]
@@ -168,15 +185,17 @@ class SubjectTracker:
         centroids = np.stack(
             [(targets * xs).sum(axis=(2, 3)) / safe, (targets * ys).sum(axis=(2, 3)) / safe], -1
         )
-        others = [targets[np.arange(num_targets) != k].any(axis=0) for k in range(num_targets)]
-        regions = np.stack([_region(targets[k], others[k]) for k in range(num_targets)])
-        scorer = _RegionErrors(self.renderer, frames, match, regions)
+        if regions is None:
+            others = [targets[np.arange(num_targets) != k].any(axis=0) for k in range(num_targets)]
+            regions = np.stack([_region(targets[k], others[k]) for k in range(num_targets)])
+        scorer = _RegionErrors(self.renderer, frames, match, regions, fixed)
 
         # Pass 1: [K, C, A, T] over every angle.
         diameter = np.sqrt(safe[:, None, :] / fills[cand][None, :, None])  # [K, C, T] pixels
         shape = (num_targets, len(cand), len(self.angles), frames_count)
         angle = np.broadcast_to(self.angles[None, None, :, None], shape)
-        errors = self._errors(scorer, cand, centroids, diameter[:, :, None], angle, shape)
+        poses1 = self._poses(cand, centroids, diameter[:, :, None], angle, shape)
+        errors = self._errors(scorer, cand, poses1)
         # Pass 2: variations of the best pose of each (target, candidate, frame).
         best_angle = self.angles[errors.argmin(axis=2)][:, :, None, :]  # [K, C, 1, T]
         step = self.angles[1] - self.angles[0] if len(self.angles) > 1 else 0.0
@@ -186,8 +205,7 @@ class SubjectTracker:
         variations += [(0.0, 1.0, dx, dy) for dx, dy in REFINE_SHIFTS]
         turn, factor, dx, dy = (np.asarray(v, np.float64)[None, None, :, None] for v in zip(*variations))
         shape2 = (num_targets, len(cand), len(variations), frames_count)
-        refined = self._errors(
-            scorer,
+        poses2 = self._poses(
             cand,
             centroids,
             diameter[:, :, None] * factor,
@@ -196,16 +214,29 @@ class SubjectTracker:
             dx,
             dy,
         )
-        best = np.minimum(errors.min(axis=2), refined.min(axis=2))  # [K, C, T]
+        refined = self._errors(scorer, cand, poses2)
+        # Best pose of each (target, candidate, frame) over both passes: [K, C, A + V, T(, 4)]
+        every = np.concatenate([errors, refined], axis=2)
+        pick = every.argmin(axis=2)[:, :, None, :, None]  # [K, C, 1, T, 1]
+        best_poses = np.take_along_axis(np.concatenate([poses1, poses2], axis=2), pick, axis=2)[:, :, 0]
+        best = every.min(axis=2)  # [K, C, T]
         baseline = scorer.baseline
         present = areas >= self.min_pixels
         return [
-            TemplateFit(errors[k], best[k], baseline[k], present[k], centroids[k], areas[k])
+            TemplateFit(errors[k], best[k], baseline[k], present[k], centroids[k], areas[k], best_poses[k])
             for k in range(num_targets)
         ]
 
-    def _errors(self, scorer, cand, centroids, diameter, angle, shape, dx=0.0, dy=0.0) -> np.ndarray:
-        """Errors [K, C, V, T] of candidates posed by diameter [K, C, V|1, T] and angle [K, C, V, T] on the targets."""
+    def _errors(self, scorer, cand, poses: np.ndarray) -> np.ndarray:
+        """Errors [K, C, V, T] of candidates at poses [K, C, V, T, 4] on the targets."""
+        shape = poses.shape[:-1]
+        subjects = np.broadcast_to(cand[None, :, None], shape[:3]).reshape(-1, 1)
+        targets = np.broadcast_to(np.arange(shape[0])[:, None, None], shape[:3]).reshape(-1)
+        flat = pose_dict(poses.reshape(-1, 1, shape[-1], 4))  # [K * C * V, 1, T]
+        return scorer(subjects, targets, flat).reshape(shape)
+
+    def _poses(self, cand, centroids, diameter, angle, shape, dx=0.0, dy=0.0) -> np.ndarray:
+        """Poses [K, C, V, T, 4] of candidates sized by diameter [K, C, V|1, T] at angle [K, C, V, T], centred on the targets."""
         offsets = self._sprite_stats[1]
         u, v = offsets[cand, 0][None, :, None, None], offsets[cand, 1][None, :, None, None]  # [1, C, 1, 1]
         cos, sin = np.cos(angle), np.sin(angle)
@@ -213,16 +244,8 @@ class SubjectTracker:
         # Centre = centroid - the sprite's alpha-centroid offset turned to screen (the renderer's map transposed).
         cx = centroids[:, None, None, :, 0] - radius * (cos * u + sin * v) + dx
         cy = centroids[:, None, None, :, 1] - radius * (-sin * u + cos * v) + dy
-        frames_count = shape[-1]
-        poses = {
-            "cx": np.broadcast_to(cx, shape).reshape(-1, 1, frames_count),
-            "cy": np.broadcast_to(cy, shape).reshape(-1, 1, frames_count),
-            "scale": np.broadcast_to(radius * 2 / self.renderer.side, shape).reshape(-1, 1, frames_count),
-            "angle": np.broadcast_to(angle, shape).reshape(-1, 1, frames_count),
-        }
-        subjects = np.broadcast_to(cand[None, :, None], shape[:3]).reshape(-1, 1)
-        targets = np.broadcast_to(np.arange(shape[0])[:, None, None], shape[:3]).reshape(-1)
-        return scorer(subjects, targets, poses).reshape(shape)
+        values = (cx, cy, radius * 2 / self.renderer.side, angle)
+        return np.stack([np.broadcast_to(v, shape) for v in values], axis=-1)
 
     def centre_track(
         self, fit: TemplateFit, subject: int, angles: np.ndarray
@@ -263,13 +286,30 @@ def _region(target: np.ndarray, others: np.ndarray, margin: int = 3) -> np.ndarr
     return region & ~scipy.ndimage.binary_dilation(others, structure=_FRAME_CONNECTIVITY)
 
 
+@dataclass
+class FixedLayer:
+    """A subject whose pose is known, painted with every fitted candidate."""
+
+    subject: int
+    poses: np.ndarray
+    """float [T, 4] (POSE_FIELDS)."""
+    front: bool
+    """Painted over the candidate (True) or under it."""
+
+
 class _RegionErrors:
     """Renders posed candidates over the matched background and sums |rendered - frame| in each target's region."""
 
     def __init__(
-        self, renderer: WorldRenderer, frames: np.ndarray, match: BackgroundMatch, regions: np.ndarray
+        self,
+        renderer: WorldRenderer,
+        frames: np.ndarray,
+        match: BackgroundMatch,
+        regions: np.ndarray,
+        fixed: FixedLayer | None = None,
     ):
         self.renderer = renderer
+        self.fixed = fixed
         self.background = (match.scene, match.variant)
         # Errors count only inside the regions: crop every frame to their joint bounding box.
         rows, cols = np.flatnonzero(regions.any(axis=(0, 1, 3))), np.flatnonzero(regions.any(axis=(0, 1, 2)))
@@ -284,7 +324,16 @@ class _RegionErrors:
         )  # [K, T]
 
     def __call__(self, subjects: np.ndarray, targets: np.ndarray, poses: dict[str, np.ndarray]) -> np.ndarray:
-        """subjects int [N, 1], targets int [N], poses [N, 1, T] -> errors float32 [N, T] (in pixels x mean channel L1)."""
+        """subjects int [N, L], targets int [N], poses [N, L, T] -> errors float32 [N, T] (in pixels x mean channel L1)."""
+        if self.fixed is not None:  # one more layer: [N, 1] -> [N, 2]
+            known = np.full((len(subjects), 1), self.fixed.subject)
+            order = (lambda new, old: (old, new)) if not self.fixed.front else (lambda new, old: (new, old))
+            subjects = np.concatenate(order(subjects, known), axis=1)
+            fixed = pose_dict(self.fixed.poses[None])  # [T, 4] -> [1, T] per field
+            poses = {
+                name: np.concatenate(order(value, np.broadcast_to(fixed[name], value.shape)), axis=1)
+                for name, value in poses.items()
+            }
         count, frames_count = len(subjects), self.observed.shape[0]
         errors = np.empty((count, frames_count), np.float32)
         background_index = np.tile([self.background], (count, 1))

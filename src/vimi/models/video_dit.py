@@ -51,6 +51,10 @@ def resolve_backbone_size(cfg: BackboneConfig) -> BackboneSize:
         k: v for k, v in (("hidden", cfg.hidden), ("depth", cfg.depth), ("heads", cfg.heads)) if v > 0
     }
     size = replace(size, **overrides)
+    if cfg.full_attention_every < 1:
+        raise ConfigError(
+            f"model.backbone.full_attention_every={cfg.full_attention_every} must be >= 1 (1: full 3D attention)"
+        )
     if size.hidden % size.heads:
         raise ConfigError(f"model.backbone: hidden={size.hidden} is not divisible by heads={size.heads}")
     return size
@@ -106,20 +110,36 @@ class SelfAttention(nn.Module):
         x: torch.Tensor,
         rope: torch.Tensor | None,
         cond: torch.Tensor | None = None,
-        attn_mask: torch.Tensor | None = None,
+        cond_mask: torch.Tensor | None = None,
+        frames: int = 1,
     ) -> torch.Tensor:
-        """x [B, L, D], cond [B, Lc, D] (condition_keys only), attn_mask [B, 1, 1, L + Lc] or None."""
+        """x [B, L, D], rope [L, Dh/2], cond [B, Lc, D] and cond_mask [B, Lc] or None (condition_keys only).
+
+        frames > 1: attend within each of that many frames only (x's tokens are frame-major).
+        """
         batch, length, hidden = x.shape
-        q, k, v = self._split_heads(self.qkv(x), 3)  # each [B, H, L, Dh]
+        x = x.view(batch * frames, length // frames, hidden)  # [B, L, D] -> [B*T, S, D] (free: frame-major)
+        q, k, v = self._split_heads(self.qkv(x), 3)  # each [B*T, H, S, Dh]
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
-            q, k = apply_rope(q, rope), apply_rope(k, rope)
+            if frames > 1:  # [B*T, H, S, Dh] -> [B, T, H, S, Dh] against rotations [T, 1, S, Dh/2]
+                rope = rope.view(frames, 1, length // frames, -1)
+                q, k = q.unflatten(0, (batch, frames)), k.unflatten(0, (batch, frames))
+            q, k = apply_rope(q, rope).flatten(0, -4), apply_rope(k, rope).flatten(0, -4)
+        attn_mask = None
         if self.cond_kv is not None:
-            cond_k, cond_v = self._split_heads(self.cond_kv(cond), 2)  # each [B, H, Lc, Dh]
-            k = torch.cat([k, self.k_norm(cond_k)], dim=2)  # [B, H, L + Lc, Dh]
+            cond_kv = self.cond_kv(cond)  # [B, Lc, 2D]
+            if frames > 1:  # every frame reads the same condition: [B, Lc, 2D] -> [B*T, Lc, 2D]
+                cond_kv = cond_kv.repeat_interleave(frames, dim=0)
+                cond_mask = None if cond_mask is None else cond_mask.repeat_interleave(frames, dim=0)
+            cond_k, cond_v = self._split_heads(cond_kv, 2)  # each [B*T, H, Lc, Dh]
+            k = torch.cat([k, self.k_norm(cond_k)], dim=2)  # [B*T, H, S + Lc, Dh]
             v = torch.cat([v, cond_v], dim=2)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B, H, L, Dh]
-        out = out.transpose(1, 2).reshape(batch, length, hidden)  # [B, H, L, Dh] -> [B, L, D]
+            if cond_mask is not None:  # video keys are always valid, so no row is fully masked
+                video = cond_mask.new_ones(cond_mask.shape[0], q.shape[2])
+                attn_mask = torch.cat([video, cond_mask], dim=1)[:, None, None, :]  # [B*T, 1, 1, S + Lc]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B*T, H, S, Dh]
+        out = out.transpose(1, 2).reshape(batch, length, hidden)  # [B*T, H, S, Dh] -> [B, L, D]
         return self.proj(out)
 
 
@@ -149,9 +169,12 @@ class CrossAttention(nn.Module):
 class VideoDiTBlock(nn.Module):
     """adaLN-zero attention to the video (joint: and the condition), [cross-attention,] adaLN-zero MLP."""
 
-    def __init__(self, hidden: int, heads: int, mlp_ratio: float, condition: str = "cross"):
+    def __init__(
+        self, hidden: int, heads: int, mlp_ratio: float, condition: str = "cross", full_attention: bool = True
+    ):
         super().__init__()
         self.joint = condition == "joint"
+        self.full_attention = full_attention  # False: attention within each frame only
         self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
         self.attn = SelfAttention(hidden, heads, condition_keys=self.joint)
         if self.joint:
@@ -167,18 +190,19 @@ class VideoDiTBlock(nn.Module):
         self.num_mods = 8 if self.joint else 6
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, self.num_mods * hidden))
 
-    def forward(self, x, c, tokens, attn_mask, cross_gate, rope):
-        """x [B, L, D], c [B, D], tokens [B, Lc, D], attn_mask [B, 1, 1, L + Lc (joint) or Lc] or None,
-        cross_gate [B, 1, 1] or None (cross only)."""
+    def forward(self, x, c, tokens, attn_mask, cross_gate, rope, frames):
+        """x [B, L, D], c [B, D], tokens [B, Lc, D], attn_mask [B, Lc] (joint) or [B, 1, 1, Lc] (cross)
+        or None, cross_gate [B, 1, 1] or None (cross only), frames: T of the frame-major tokens."""
+        frames = 1 if self.full_attention else frames
         mods = self.adaLN_modulation(c).chunk(self.num_mods, dim=-1)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods[:6]
         attn_in = modulate(self.norm1(x), shift_msa, scale_msa)
         if self.joint:
             # The condition tokens see the noise level too (as CogVideoX's text stream), in every block.
             cond = modulate(self.norm_cond(tokens), mods[6], mods[7])
-            x = torch.addcmul(x, gate_msa[:, None], self.attn(attn_in, rope, cond, attn_mask))
+            x = torch.addcmul(x, gate_msa[:, None], self.attn(attn_in, rope, cond, attn_mask, frames))
         else:
-            x = torch.addcmul(x, gate_msa[:, None], self.attn(attn_in, rope))
+            x = torch.addcmul(x, gate_msa[:, None], self.attn(attn_in, rope, frames=frames))
             cross = self.cross_attn(self.norm2(x), tokens, attn_mask)
             x = x + (cross if cross_gate is None else cross * cross_gate)
         x = torch.addcmul(x, gate_mlp[:, None], self.mlp(modulate(self.norm3(x), shift_mlp, scale_mlp)))
@@ -228,7 +252,16 @@ class VideoDiT(nn.Module):
             self.pos_h = nn.Parameter(torch.zeros(cfg.max_positions, size.hidden))
             self.pos_w = nn.Parameter(torch.zeros(cfg.max_positions, size.hidden))
         self.blocks = nn.ModuleList(
-            [VideoDiTBlock(size.hidden, size.heads, cfg.mlp_ratio, cfg.condition) for _ in range(size.depth)]
+            [
+                VideoDiTBlock(
+                    size.hidden,
+                    size.heads,
+                    cfg.mlp_ratio,
+                    cfg.condition,
+                    index % cfg.full_attention_every == 0,
+                )
+                for index in range(size.depth)
+            ]
         )
         self.final_layer = FinalLayer(size.hidden, in_channels * patch_volume)
         self.activation_checkpointing = cfg.activation_checkpointing
@@ -292,9 +325,7 @@ class VideoDiT(nn.Module):
         if bool(mask.all()):
             return None, None
         if self.cfg.condition == "joint":
-            # Video keys are always valid, so even a row with no valid condition token stays finite.
-            video = mask.new_ones(mask.shape[0], hidden.shape[1])
-            return torch.cat([video, mask], dim=1)[:, None, None, :], None  # [B, 1, 1, L + Lc]
+            return mask, None  # [B, Lc]: the attention adds its always-valid video keys
         has_token = mask.any(dim=-1)  # [B]
         attn_mask = (mask | ~has_token[:, None])[:, None, None, :]  # [B, Lc] -> [B, 1, 1, Lc]
         # A row with no valid token (never expected: encoders emit a null token) gets no cross-attention
@@ -339,9 +370,11 @@ class VideoDiT(nn.Module):
 
         for block in self.blocks:
             if self.activation_checkpointing and torch.is_grad_enabled():
-                hidden = checkpoint(block, hidden, c, cond, attn_mask, cross_gate, rope, use_reentrant=False)
+                hidden = checkpoint(
+                    block, hidden, c, cond, attn_mask, cross_gate, rope, t, use_reentrant=False
+                )
             else:
-                hidden = block(hidden, c, cond, attn_mask, cross_gate, rope)
+                hidden = block(hidden, c, cond, attn_mask, cross_gate, rope, t)
 
         out = self.final_layer(hidden, c)  # [B, L, C*pt*ph*pw]
         # [B, L, C*pt*ph*pw] -> [B, C, T, H, W]

@@ -172,8 +172,9 @@ def process_shard(job: PromptJob, shard: int, index: ShardedIndex) -> dict:
             skips.skip("videos", row, item_id, f"unreadable_video: {frames}")
             continue
         if cfg.diversify:
-            kept, dropped = hit_filter.select(hits, frames, set(index.tokenizer.tokenize(caption)),
-                                              index.tokenizer.tokenize)
+            kept, dropped = hit_filter.select(
+                hits, frames, set(index.tokenizer.tokenize(caption)), index.tokenizer.tokenize
+            )
         else:
             kept, dropped = hit_filter.select(hits, frames)
         for hit, why in dropped:

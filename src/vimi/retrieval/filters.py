@@ -41,6 +41,18 @@ def image_hash(path: str) -> int:
     return dhash(load_pil_image(path))
 
 
+PLANAR_YUV = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "gray"})
+
+
+def _luma(frame: av.VideoFrame) -> np.ndarray:
+    """Grey uint8 [H, W] of a decoded frame: the Y plane itself when planar YUV (no colour conversion,
+    which costs more than decoding for small frames); a monotonic map of the grey level, so dHash bits agree."""
+    if frame.format.name in PLANAR_YUV:
+        plane = frame.planes[0]
+        return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+    return frame.to_ndarray(format="gray")
+
+
 def video_frame_hashes(path: str, num_frames: int) -> list[int]:
     """dHashes of `num_frames` evenly spaced frames of a video (all frames if it is shorter).
 
@@ -50,7 +62,6 @@ def video_frame_hashes(path: str, num_frames: int) -> list[int]:
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
             available = stream.frames  # from the container header; 0 when unknown
             count = min(num_frames, available) if available > 0 else num_frames
             wanted = (
@@ -61,7 +72,7 @@ def video_frame_hashes(path: str, num_frames: int) -> list[int]:
             hashes = []
             for index, frame in enumerate(container.decode(stream)):
                 if wanted is None or index in wanted:
-                    hashes.append(dhash(frame.to_ndarray(format="gray")))
+                    hashes.append(dhash(_luma(frame)))
                 if len(hashes) == count:
                     break
     except (av.FFmpegError, OSError, IndexError, ValueError) as err:
@@ -75,7 +86,9 @@ def normalise_text(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def cover_query_terms(hits: list, query_terms: set[str], terms_of: Callable[[str], list[str]], k: int) -> list:
+def cover_query_terms(
+    hits: list, query_terms: set[str], terms_of: Callable[[str], list[str]], k: int
+) -> list:
     """k hits, preferring (in score order) hits that match a query term no earlier pick matched.
 
     Plain top-k fills a two-subject caption's examples with the subject whose images score a bit
@@ -104,7 +117,10 @@ class HitFilter:
     dedup_hamming: int = 4
 
     def select(
-        self, hits: list, frame_hashes: list[int], query_terms: set[str] | None = None,
+        self,
+        hits: list,
+        frame_hashes: list[int],
+        query_terms: set[str] | None = None,
         terms_of: Callable[[str], list[str]] | None = None,
     ) -> tuple[list, list[tuple[object, str]]]:
         """(kept hits, [(dropped hit, reason)]); hits arrive best first, so the best survivors are kept.
