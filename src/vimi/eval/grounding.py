@@ -180,7 +180,7 @@ class GroundingScorer:
         baseline = np.maximum(fit.baseline, 1e-6)[None]  # [1, T]
         explained = 1 - fit.errors / baseline  # [P, T]
         # What each subject adds: the error without it minus the joint error (alone[:, 0] lacks the second).
-        shares = (fit.alone[:, ::-1] - fit.errors[:, None]) / baseline[:, None]  # [P, 2, T]
+        shares = (fit.alone[:, ::-1] - fit.errors[:, None]) / np.maximum(fit.own_baseline, 1e-6)  # [P, 2, T]
         good = (explained >= self.cfg.grounding_min_explained) & (shares.min(axis=1) >= MIN_SUBJECT_SHARE)
         winner = int(fit.errors.sum(axis=1).argmin())
         self.last_pair_fit = (fit, explained, shares)

@@ -19,6 +19,7 @@ from vimi.eval.tracking import (
     BackgroundMatch,
     FixedLayer,
     SubjectTracker,
+    _blur,
     _region,
     _RegionErrors,
     _split,
@@ -45,6 +46,8 @@ class PairFit:
     """float [T]: the background-only error over the same region."""
     poses: np.ndarray
     """float [P, 2, T, 4]: each pair's subjects' poses (POSE_FIELDS)."""
+    own_baseline: np.ndarray
+    """float [P, 2, T]: the background-only error inside each subject's own footprint (its pose's pixels)."""
 
 
 def fit_pairs(
@@ -70,7 +73,9 @@ def fit_pairs(
     first_poses = np.take_along_axis(part_poses, pick[None, :, :, None], axis=0)[0]  # [C, T, 4]
     first_errors = single.min(axis=0)  # [C, T]
 
-    pairs, errors, alone, poses = [], [], [], []
+    pairs, errors, alone, poses, own = [], [], [], [], []
+    difference = np.abs(_blur(tracker.renderer.background(match.scene, match.variant)[None]) - _blur(frames))
+    difference = difference.mean(axis=-1)  # [T, H, W]
     for first in np.argsort(first_errors.sum(axis=1), kind="stable")[:FIRST_CHOICES]:
         # Stage 2: explain the first subject away, fit every other candidate to what it leaves.
         others = [int(c) for c in cand if c != cand[first]]
@@ -81,13 +86,27 @@ def fit_pairs(
             pair = (int(cand[first]), others[second])
             pair_poses = np.stack([first_poses[first], fits.poses[second]])  # [2, T, 4]
             # Stage 3: refit the first subject with the second painted, in either order.
-            pair_poses, pair_errors = _refit_first(tracker, frames, match, mask, union, pair, pair_poses)
+            pair_poses, pair_errors = _polish(scorer, pair, pair_poses, tracker.angles)
             pairs.append(pair)
             errors.append(pair_errors)
             poses.append(pair_poses)
             subjects = np.array([[pair[0]], [pair[1]]])  # [2, 1]
             alone.append(_joint_errors(scorer, subjects[:, :, None], pair_poses[:, None, None])[:, 0])
-    return PairFit(pairs, np.stack(errors), np.stack(alone), scorer.baseline[0], np.stack(poses))
+            own.append(_own_baselines(tracker, match, subjects, pair_poses, difference))
+    return PairFit(
+        pairs, np.stack(errors), np.stack(alone), scorer.baseline[0], np.stack(poses), np.stack(own)
+    )
+
+
+def _own_baselines(
+    tracker, match, subjects: np.ndarray, poses: np.ndarray, difference: np.ndarray
+) -> np.ndarray:
+    """[2, T]: background-only error summed over each subject's footprint (coverage > 0.5, grown 1 pixel)."""
+    background = np.array([[match.scene, match.variant]] * 2)
+    alpha = tracker.renderer.render_batch(background, subjects, pose_dict(poses[:, None]), return_alpha=True)
+    footprint = alpha["alpha"][:, 0] > 0.5  # [2, T, H, W]
+    footprint = scipy.ndimage.binary_dilation(footprint, structure=_FRAME_CONNECTIVITY[None])
+    return (footprint * difference[None]).sum(axis=(-2, -1))
 
 
 def _refit_first(tracker, frames, match, mask, union, pair, pair_poses) -> tuple[np.ndarray, np.ndarray]:
@@ -113,6 +132,36 @@ def _refit_first(tracker, frames, match, mask, union, pair, pair_poses) -> tuple
     # Per frame, the poses of that frame's best variant: [T, 2, T, 4] -> [2, T, 4].
     chosen = best_poses[np.arange(len(frames)), :, np.arange(len(frames))].transpose(1, 0, 2)
     return chosen, best
+
+
+POLISH_STEPS = ((1, 0, 0, 0), (-1, 0, 0, 0), (0, 1, 0, 0), (0, -1, 0, 0), (0, 0, 0.08, 0), (0, 0, -0.08, 0))
+"""Pose changes tried per subject while polishing a pair: pixels in x, y; log-scale; (angle steps below)."""
+
+
+def _polish(
+    scorer, pair, poses: np.ndarray, angles: np.ndarray, rounds: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinate descent of both subjects' poses [2, T, 4] on the pair's joint error (best paint order per frame)."""
+    step = float(angles[1] - angles[0]) if len(angles) > 1 else 0.0
+    changes = np.array([*POLISH_STEPS, (0, 0, 0, step), (0, 0, 0, -step)], np.float64)  # [V, 4]
+    subjects = np.array([[pair[0], pair[1]], [pair[1], pair[0]]])  # both paint orders
+    poses = poses.astype(np.float64)
+    best = _joint_errors(scorer, subjects[:, None], np.stack([poses, poses[::-1]])[:, None])[:, 0].min(axis=0)
+    for _ in range(rounds):
+        for layer in (0, 1):
+            trial = np.repeat(poses[None], len(changes), axis=0)  # [V, 2, T, 4]
+            trial[:, layer, :, :2] += changes[:, None, :2]
+            trial[:, layer, :, 2] *= np.exp(changes[:, None, 2])
+            trial[:, layer, :, 3] += changes[:, None, 3]
+            both = np.stack([trial, trial[:, ::-1]])  # [2 orders, V, 2, T, 4]
+            errors = _joint_errors(scorer, np.broadcast_to(subjects[:, None], (2, len(changes), 2)), both)
+            errors = errors.min(axis=0)  # [V, T]
+            pick = errors.argmin(axis=0)  # [T]
+            better = errors[pick, np.arange(len(pick))] < best
+            frames_better = np.flatnonzero(better)
+            poses[layer, frames_better] = trial[pick[frames_better], layer, frames_better]
+            best = np.where(better, errors[pick, np.arange(len(pick))], best)
+    return poses, best
 
 
 def _joint_errors(scorer: _RegionErrors, subjects: np.ndarray, poses: np.ndarray) -> np.ndarray:
