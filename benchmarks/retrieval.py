@@ -3,7 +3,9 @@
 Three measurements on the same captions:
   ours       `build_prompts` end to end: tokenize, retrieve K*oversample candidates per caption from
              the (memory-mapped) index, resolve hits, filter (hash every hit image; by default also
-             decode and hash 8 frames of every video), write the Parquet shards + markers.
+             decode and hash 8 frames of every video), write the Parquet shards + markers. Videos and
+             hit images are decoded in a thread pool of --threads workers, overlapping the search and
+             the filtering. Each run starts with an empty image-hash cache.
   bm25s      raw `bm25s.BM25.retrieve` on the same saved index files (plain bm25s class, loaded with
              mmap=True), pre-tokenized queries, same k and n_threads (numpy backend: numba/jax are
              not installed). Its top-k is np.argpartition over the whole, mostly-zero score vector,
@@ -40,6 +42,7 @@ from vimi.config import RetrievalConfig
 from vimi.data.manifest import ManifestWriter, count_rows, iter_records
 from vimi.data.video_io import write_mp4
 from vimi.retrieval import build_index, build_prompts, open_index
+from vimi.retrieval.filters import image_hash
 from vimi.retrieval.tokenize import TextTokenizer
 
 SCENES = [
@@ -214,7 +217,9 @@ def time_rank_bm25(memory: Path, captions: list[str], tokenizer: TextTokenizer, 
 
 
 def time_build_prompts(videos: Path, index: Path, cfg: RetrievalConfig, rows: int) -> float:
+    """Queries/s of a cold build-prompts run (the image-hash cache is emptied: no run reuses another's)."""
     out = Path(tempfile.mkdtemp(prefix="vimi-bench-"))
+    image_hash.cache_clear()
     try:
         start = time.perf_counter()
         build_prompts(videos, index, out / "out", cfg, progress=False)

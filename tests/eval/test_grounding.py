@@ -10,9 +10,11 @@ from vimi.data.world import GroundedWorld, build_world, load_world
 from vimi.eval.bench import bootstrap_ci, build_items, clearly_visible, ground_truth, subject_prompt
 from vimi.eval.grounding import (
     MIN_TRAVEL,
+    VALIDITY,
     GroundingScorer,
     classify_motion,
     prediction_scores,
+    validated_metrics,
 )
 
 METRICS = ("subject", "motion", "scene", "consistency", "two_subject")
@@ -68,7 +70,7 @@ def mean_scores(scored: list[tuple]) -> dict[str, float]:
 def test_validity_truth_high_and_noise_shuffled_wrong_subject_at_chance(validity_world):
     world, scorer, rng = validity_world, heldout_scorer(validity_world), np.random.default_rng(0)
     records = [r for r in world.videos("heldout") if clearly_visible(r)][:64]
-    assert len(records) == 64
+    assert len(records) == 64 and sum(len(r.subjects) == 2 for r in records) >= 20
     scored: dict[str, list] = {"truth": [], "noise": [], "shuffled": [], "wrong_subject": []}
     for record in records:
         truth = ground_truth(world, record)
@@ -78,10 +80,8 @@ def test_validity_truth_high_and_noise_shuffled_wrong_subject_at_chance(validity
     means = {name: mean_scores(items) for name, items in scored.items()}
     print({name: {m: round(v, 3) for m, v in values.items()} for name, values in means.items()})
 
-    for metric in ("subject", "motion", "scene", "consistency"):
+    for metric in METRICS:
         assert means["truth"][metric] >= 0.98, (metric, means["truth"])
-    # Touching subjects are split by colour clustering; measured 0.92 here (below the 0.98 bar: see report).
-    assert means["truth"]["two_subject"] >= 0.9
     for metric, value in means["noise"].items():
         assert value <= chance[metric] + 0.05, ("noise", metric, value)
     # A still subject's shuffled clip is the same clip: shuffling can only break the others.
@@ -96,6 +96,43 @@ def test_validity_truth_high_and_noise_shuffled_wrong_subject_at_chance(validity
     # What wrong subjects and shuffled frames must NOT break: the scene, and (for wrong subjects) the motion.
     assert means["shuffled"]["scene"] >= 0.98 and means["wrong_subject"]["scene"] >= 0.98
     assert means["wrong_subject"]["motion"] >= 0.9
+    # Two-subject identity is about which subjects, not frame order, so shuffled frames keep it by design;
+    # they only change which 4 frames are sampled (over random frame subsets ground truth scores ~0.97).
+    assert means["shuffled"]["two_subject"] >= 0.85
+    # The module's validity table is what this test measures (reports mark metrics valid from it).
+    measured = {**means, "shuffled_moving": {"motion": float(shuffled_moving)}}
+    for metric, row in VALIDITY.items():
+        for check, value in row.items():
+            if (
+                check in measured
+                and metric in measured[check]
+                and (metric, check) != ("two_subject", "shuffled")
+            ):
+                assert abs(measured[check][metric] - value) <= 0.03, (metric, check, measured[check][metric])
+    assert set(validated_metrics()) == set(METRICS)
+
+
+@pytest.mark.slow
+def test_two_subject_needs_both_prompted_subjects_in_the_video(validity_world):
+    """Ground truth scores right; the same clip with one subject left out or swapped scores wrong."""
+    world, scorer, rng = validity_world, heldout_scorer(validity_world), np.random.default_rng(2)
+    records = [r for r in world.videos("heldout") if len(r.subjects) == 2 and clearly_visible(r)][:3]
+    for record in records:
+        truth = ground_truth(world, record)
+        frames = variants(world, record, rng)
+        good = scorer.score(frames["truth"], truth, record.id)
+        assert good.two_subject == 1.0 and good.predicted_subjects == sorted(truth.subjects)
+        assert scorer.score(frames["wrong_subject"], truth, record.id).two_subject == 0.0
+        poses = {
+            "cx": record.centers[None, :1, :, 0],
+            "cy": record.centers[None, :1, :, 1],
+            "scale": record.scales[None, :1],
+            "angle": record.angles[None, :1],
+        }
+        background = np.array([[world.scene_index(record.scene), record.scene_variant]])
+        lone = world.renderer.render_batch(background, np.array([truth.subjects[:1]]), poses)["frames"][0]
+        alone = scorer.score(lone, truth, record.id)
+        assert alone.two_subject == 0.0 and alone.predicted_subjects != sorted(truth.subjects)
 
 
 def test_truth_scores_right_and_noise_scores_wrong_on_a_few_videos(validity_world):

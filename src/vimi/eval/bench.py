@@ -21,7 +21,13 @@ import torch
 from vimi.config import EvalConfig
 from vimi.data.world import GroundedWorld, VideoGroundTruth
 from vimi.errors import ConfigError
-from vimi.eval.grounding import ACCURACY_METRICS, GroundingScorer, GroundTruth, VideoScore
+from vimi.eval.grounding import (
+    ACCURACY_METRICS,
+    GroundingScorer,
+    GroundTruth,
+    VideoScore,
+    validated_metrics,
+)
 from vimi.prompt import MultimodalPrompt, apply_template, parse_prompt
 
 TASKS = ("subject", "two_subject", "predict", "t2v")
@@ -193,11 +199,16 @@ def run_benchmark(
     summary = {
         task: summarize([s for s, item in zip(scores, items) if item.task == task], cfg) for task in tasks
     }
-    return BenchResult(items, ordered, scores, {"tasks": summary, "chance": scorer.chance()})
+    extra = {"chance": scorer.chance(), "validated_metrics": validated_metrics()}
+    return BenchResult(items, ordered, scores, {"tasks": summary, **extra})
 
 
 def summarize(scores: Sequence[VideoScore], cfg: EvalConfig) -> dict[str, dict[str, float]]:
-    """metric -> {mean, ci_low, ci_high, n} over the videos where the metric applies."""
+    """metric -> {mean, ci_low, ci_high, n(, valid)} over the videos where the metric applies.
+
+    Accuracy metrics carry "valid": whether they passed their validity check (grounding.VALIDITY).
+    """
+    validated = validated_metrics()
     out = {}
     for metric in METRICS:
         values = np.array([s.metrics()[metric] for s in scores if metric in s.metrics()], np.float64)
@@ -205,6 +216,8 @@ def summarize(scores: Sequence[VideoScore], cfg: EvalConfig) -> dict[str, dict[s
             continue
         low, high = bootstrap_ci(values, cfg.bootstrap_samples, cfg.seed)
         out[metric] = {"mean": float(values.mean()), "ci_low": low, "ci_high": high, "n": len(values)}
+        if metric in ACCURACY_METRICS:
+            out[metric]["valid"] = metric in validated
     return out
 
 

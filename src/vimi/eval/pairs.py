@@ -1,12 +1,12 @@
 """Two-subject identification by explaining away: no segmentation of touching subjects is trusted.
 
-Per sampled frame, every candidate is fitted to each of the two largest foreground parts (touching
-subjects split by 2-means) and scored on the WHOLE foreground region, so a candidate may explain only
+Per sampled frame, every candidate is fitted to each hypothesised part (the two largest foreground parts;
+touching subjects cut three ways, see part_hypotheses) and scored on the WHOLE foreground region, so a candidate may explain only
 part of it. The best few single fits are rendered at their poses onto the background (a new reference);
 the pixels they leave unexplained are the residual, and every other candidate is fitted to that residual
-while painted together with the first (render_batch, K=2). Each pair is then refitted the other way
-round (first subject refitted behind or in front of the second) and scored by its joint error, so a bad
-split only costs a starting pose, never the answer.
+while painted together with the first (render_batch, K=2). Each pair is then refined together:
+both poses are polished by coordinate descent on the pair's joint error (best paint order per
+frame), so a bad split only costs a starting pose, never the answer.
 """
 
 from dataclasses import dataclass
@@ -29,7 +29,7 @@ from vimi.eval.tracking import (
 FIRST_CHOICES = 2
 """Best single fits kept as the first subject to explain away."""
 SECOND_CHOICES = 2
-"""Best second subjects kept per first subject for the joint refit."""
+"""Best second subjects kept per first subject for the joint polish."""
 
 
 @dataclass
@@ -64,8 +64,20 @@ def fit_pairs(
     # Stage 1: single fits posed from each hypothesised part, judged on the whole region -> best part.
     splits = part_hypotheses(tracker, mask, frames)  # [S, 2, T, H, W]
     parts = splits.reshape(-1, *mask.shape)  # [S * 2, T, H, W]
-    regions = np.stack([_region(split[k], split[1 - k]) for split in splits for k in (0, 1)])
-    part_poses = np.stack([fit.poses for fit in tracker.fit(frames, match, parts, candidates, regions)])
+    part_poses = np.zeros((len(parts), len(cand), len(frames), 4))
+    for s, split in enumerate(splits):
+        # Only the frames where this way differs from the earlier ones are fitted (apart subjects: once).
+        own = np.flatnonzero(
+            [
+                s == 0 or not any((split[:, t] == splits[d, :, t]).all() for d in range(s))
+                for t in range(len(frames))
+            ]
+        )
+        part_poses[2 * s : 2 * s + 2] = part_poses[:2]  # frames fitted before: the first way's poses
+        if len(own):
+            regions = np.stack([_region(split[k, own], split[1 - k, own]) for k in (0, 1)])
+            fits = tracker.fit(frames[own], match, split[:, own], candidates, regions)
+            part_poses[2 * s : 2 * s + 2, :, own] = np.stack([fit.poses for fit in fits])
     single = _joint_errors(
         scorer, cand[None, :, None].repeat(len(parts), 0), part_poses[:, :, None]
     )  # [P, C, T]
@@ -85,7 +97,7 @@ def fit_pairs(
         for second in np.argsort(fits.best.sum(axis=1), kind="stable")[:SECOND_CHOICES]:
             pair = (int(cand[first]), others[second])
             pair_poses = np.stack([first_poses[first], fits.poses[second]])  # [2, T, 4]
-            # Stage 3: refit the first subject with the second painted, in either order.
+            # Stage 3: polish both poses on the joint error, in either paint order.
             pair_poses, pair_errors = _polish(scorer, pair, pair_poses, tracker.angles)
             pairs.append(pair)
             errors.append(pair_errors)
@@ -107,31 +119,6 @@ def _own_baselines(
     footprint = alpha["alpha"][:, 0] > 0.5  # [2, T, H, W]
     footprint = scipy.ndimage.binary_dilation(footprint, structure=_FRAME_CONNECTIVITY[None])
     return (footprint * difference[None]).sum(axis=(-2, -1))
-
-
-def _refit_first(tracker, frames, match, mask, union, pair, pair_poses) -> tuple[np.ndarray, np.ndarray]:
-    """The pair's poses [2, T, 4] and joint errors [T] after refitting its first subject given the second."""
-    scorer = _RegionErrors(tracker.renderer, frames, match, union)
-    # Joint error of the current poses in both paint orders: [2 orders, T].
-    subjects = np.array([[pair[0], pair[1]], [pair[1], pair[0]]])
-    current = _joint_errors(scorer, subjects[:, None], np.stack([pair_poses, pair_poses[::-1]])[:, None])[
-        :, 0
-    ]
-    best, best_poses = (
-        current.min(axis=0),
-        np.repeat(pair_poses[None], len(frames), axis=0),
-    )  # [T], [T, 2, T, 4]
-    residual = _residual(tracker, frames, match, mask, pair[1], pair_poses[1])
-    for front in (False, True):
-        fixed = FixedLayer(pair[1], pair_poses[1], front=front)
-        fit = tracker.fit(frames, match, residual[None], [pair[0]], regions=union, fixed=fixed)[0]
-        better = fit.best[0] < best
-        best = np.where(better, fit.best[0], best)
-        for t in np.flatnonzero(better):
-            best_poses[t, 0] = fit.poses[0]
-    # Per frame, the poses of that frame's best variant: [T, 2, T, 4] -> [2, T, 4].
-    chosen = best_poses[np.arange(len(frames)), :, np.arange(len(frames))].transpose(1, 0, 2)
-    return chosen, best
 
 
 POLISH_STEPS = ((1, 0, 0, 0), (-1, 0, 0, 0), (0, 1, 0, 0), (0, -1, 0, 0), (0, 0, 0.08, 0), (0, 0, -0.08, 0))

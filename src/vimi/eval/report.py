@@ -101,6 +101,7 @@ def _summary_table(results: dict[str, BenchResult]) -> str:
         for task, metrics in result.summary.get("tasks", {}).items():
             for metric, value in metrics.items():
                 text = f"{value['mean']:.3f} [{value['ci_low']:.3f}, {value['ci_high']:.3f}], n={value['n']}"
+                text += " (not validated)" if value.get("valid") is False else ""
                 lines.append(
                     f"<tr><td>{html.escape(name)}</td><td>{html.escape(task)}</td><td>{html.escape(metric)}</td><td>{html.escape(text)}</td></tr>"
                 )

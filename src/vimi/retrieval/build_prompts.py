@@ -18,7 +18,8 @@ import os
 import re
 import shutil
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from vimi.config import RetrievalConfig
 from vimi.data.manifest import count_rows, manifest_root, shard_paths, write_index, write_shard
 from vimi.errors import ConfigError, DataError, MediaError
 from vimi.retrieval.corpus import check_columns, decode_id, iter_table_rows, read_row_range, resolve_media
-from vimi.retrieval.filters import HitFilter, video_frame_hashes
+from vimi.retrieval.filters import HitFilter, image_hash, video_frame_hashes
 from vimi.retrieval.report import SkipLog, write_report
 from vimi.retrieval.sharded import Hit, ShardedIndex, read_index_meta
 from vimi.retrieval.tokenize import decode_text
@@ -137,17 +138,17 @@ def _frame_hashes(video: str, num_frames: int) -> list[int] | MediaError:
         return err
 
 
-def process_shard(job: PromptJob, shard: int, index: ShardedIndex) -> dict:
-    """Write output shard `shard` (unless already done) and return its done record."""
-    out = Path(job.out)
-    marker = out / f"{shard_name(shard)}.done.json"
-    if marker.is_file():
-        return json.loads(marker.read_text(encoding="utf-8"))
-    cfg, start = job.cfg, job.rows_of(shard)[0]
+def _take(job: Future, compute: Callable, *args):
+    """A pool job's result; one the pool has not started yet is computed here instead of queued behind."""
+    return compute(*args) if job.cancel() else job.result()
+
+
+def _read_rows(job: PromptJob, shard: int, skips: SkipLog) -> list[tuple[int, dict, str, str, str]]:
+    """(row, record, id, caption, video path) of the shard's valid input rows; the others become skips."""
+    start = job.rows_of(shard)[0]
     table = read_row_range(job.videos, *job.rows_of(shard), binary_columns=["id", "caption", "video"])
     root = manifest_root(job.videos)
-    skips, counters = SkipLog(log), Counter()
-    valid: list[tuple[int, dict, str, str, str]] = []
+    valid = []
     for offset, record in enumerate(table.to_pylist()):
         row = start + offset
         item_id, reason = decode_id(record["id"])
@@ -160,44 +161,74 @@ def process_shard(job: PromptJob, shard: int, index: ShardedIndex) -> dict:
             skips.skip("videos", row, item_id, reason)
         else:
             valid.append((row, record, item_id, caption, video))
-    hits_per_query = index.hits([v[3] for v in valid], cfg.k * max(cfg.oversample, 1))
+    return valid
+
+
+def process_shard(job: PromptJob, shard: int, index: ShardedIndex) -> dict:
+    """Write output shard `shard` (unless already done) and return its done record.
+
+    Decoding (target videos for the leakage filter, hit images for their hashes) runs in a thread pool
+    of `index.threads` workers, since PyAV and PIL release the GIL while decoding: the videos are
+    queued before the BM25 search so they decode while it runs, the hit images (each distinct path
+    once per shard) right after it; the main thread filters and writes rows in input order meanwhile.
+    """
+    out = Path(job.out)
+    marker = out / f"{shard_name(shard)}.done.json"
+    if marker.is_file():
+        return json.loads(marker.read_text(encoding="utf-8"))
+    cfg = job.cfg
+    skips, counters = SkipLog(log), Counter()
+    valid = _read_rows(job, shard, skips)
     hit_filter = HitFilter(cfg.k, cfg.min_score, cfg.dedup_hamming)
     schema = output_schema(job.videos)
     passthrough = [f.name for f in schema][len(OWN_COLUMNS) :]
     records = []
-    with ThreadPoolExecutor(max(index.threads, 1)) as pool:  # video decoding releases the GIL
-        all_frames = list(pool.map(lambda v: _frame_hashes(v[4], cfg.dedup_frames), valid))
-    for (row, record, item_id, caption, video), hits, frames in zip(valid, hits_per_query, all_frames):
-        if isinstance(frames, MediaError):
-            skips.skip("videos", row, item_id, f"unreadable_video: {frames}")
-            continue
-        if cfg.diversify:
-            kept, dropped = hit_filter.select(
-                hits, frames, set(index.tokenizer.tokenize(caption)), index.tokenizer.tokenize
+    pool = ThreadPoolExecutor(max(index.threads, 1))
+    try:
+        frame_jobs = [pool.submit(_frame_hashes, v[4], cfg.dedup_frames) for v in valid]
+        hits_per_query = index.hits([v[3] for v in valid], cfg.k * max(cfg.oversample, 1))
+        image_jobs: dict[str, Future] = {}
+        for hits in hits_per_query:
+            for path in hit_filter.images_to_hash(hits, cfg.diversify):
+                if path not in image_jobs:
+                    image_jobs[path] = pool.submit(image_hash, path)
+
+        def hash_image(path: str) -> int:
+            return _take(image_jobs[path], image_hash, path) if path in image_jobs else image_hash(path)
+
+        for (row, record, item_id, caption, video), hits, frame_job in zip(valid, hits_per_query, frame_jobs):
+            frames = _take(frame_job, _frame_hashes, video, cfg.dedup_frames)
+            if isinstance(frames, MediaError):
+                skips.skip("videos", row, item_id, f"unreadable_video: {frames}")
+                continue
+            if cfg.diversify:
+                terms = set(index.tokenizer.tokenize(caption))
+                kept, dropped = hit_filter.select(hits, frames, terms, index.tokenizer.tokenize, hash_image)
+            else:
+                kept, dropped = hit_filter.select(hits, frames, hash_image=hash_image)
+            for hit, why in dropped:
+                counters[f"hits_dropped_{why.split(':', 1)[0]}"] += 1
+                if why.startswith("unreadable_image"):
+                    skips.skip("memory", hit.row, hit.id, why)
+            counters["rows_without_hits"] += not kept
+            counters["hits"] += len(kept)
+            images = [_media_value(h.image, out, job.copy_media, "images", f"m{h.row}") for h in kept]
+            records.append(
+                {
+                    "id": item_id,
+                    "caption": caption,
+                    "video": _media_value(video, out, job.copy_media, "videos", f"v{row}"),
+                    "prompt": json.dumps(
+                        {"task": "pretrain", "segments": render_prompt(kept, caption, images, cfg)},
+                        ensure_ascii=False,
+                    ),
+                    "hit_ids": [h.id for h in kept],
+                    "hit_scores": [h.score for h in kept],
+                    **{name: record[name] for name in passthrough},
+                }
             )
-        else:
-            kept, dropped = hit_filter.select(hits, frames)
-        for hit, why in dropped:
-            counters[f"hits_dropped_{why.split(':', 1)[0]}"] += 1
-            if why.startswith("unreadable_image"):
-                skips.skip("memory", hit.row, hit.id, why)
-        counters["rows_without_hits"] += not kept
-        counters["hits"] += len(kept)
-        images = [_media_value(h.image, out, job.copy_media, "images", f"m{h.row}") for h in kept]
-        records.append(
-            {
-                "id": item_id,
-                "caption": caption,
-                "video": _media_value(video, out, job.copy_media, "videos", f"v{row}"),
-                "prompt": json.dumps(
-                    {"task": "pretrain", "segments": render_prompt(kept, caption, images, cfg)},
-                    ensure_ascii=False,
-                ),
-                "hit_ids": [h.id for h in kept],
-                "hit_scores": [h.score for h in kept],
-                **{name: record[name] for name in passthrough},
-            }
-        )
+    finally:
+        pool.shutdown(cancel_futures=True)  # an error above leaves no decoding running behind it
     write_shard(out / f"{shard_name(shard)}.parquet", records, schema)
     done = {
         "file": f"{shard_name(shard)}.parquet",

@@ -24,9 +24,9 @@ def dhash(image: Image.Image | np.ndarray) -> int:
     """64-bit difference hash of an image (PIL, or uint8 [H, W, 3] RGB / [H, W] grey)."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
-    grey = np.asarray(
-        image.convert("L").resize((HASH_WIDTH, HASH_HEIGHT), Image.Resampling.BOX), dtype=np.int16
-    )
+    if image.mode != "L":  # video frames arrive grey already: skip the copy
+        image = image.convert("L")
+    grey = np.asarray(image.resize((HASH_WIDTH, HASH_HEIGHT), Image.Resampling.BOX), dtype=np.int16)
     bits = (grey[:, 1:] > grey[:, :-1]).ravel()  # [8, 8] -> [64]
     return int(np.packbits(bits).view(">u8")[0])
 
@@ -57,11 +57,14 @@ def video_frame_hashes(path: str, num_frames: int) -> list[int]:
     """dHashes of `num_frames` evenly spaced frames of a video (all frames if it is shorter).
 
     One container open and grey frames straight from the decoder: this runs once per video row, so
-    it is the largest cost of build-prompts after retrieval itself.
+    it is the largest cost of build-prompts after retrieval itself. The decoder runs on one thread:
+    callers decode many videos in parallel (a thread pool; PyAV releases the GIL while decoding), and
+    FFmpeg's own per-decoder threads would only oversubscribe the cores and cost a start-up per video.
     """
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1
             available = stream.frames  # from the container header; 0 when unknown
             count = min(num_frames, available) if available > 0 else num_frames
             wanted = (
@@ -116,16 +119,41 @@ class HitFilter:
     min_score: float = 0.0
     dedup_hamming: int = 4
 
+    def _cheap_reason(self, hit, images: set[str], texts: set[str]) -> str:
+        """Why a hit is dropped before its image is hashed ("" when it must be hashed)."""
+        if hit.score < self.min_score:
+            return f"below_min_score: {hit.score:.4g} < {self.min_score:g}"
+        if hit.image in images:
+            return "duplicate_image"
+        if normalise_text(hit.text) in texts:
+            return "duplicate_text"
+        return ""
+
+    def images_to_hash(self, hits: list, diversify: bool) -> list[str]:
+        """The images `select` hashes when no hit is dropped as leakage or unreadable (the usual case),
+        so a caller can hash them ahead of `select`, in parallel, without hashing images it never needs."""
+        wanted, images, texts = [], set(), set()
+        for hit in hits:
+            if len(wanted) == self.k and not diversify:
+                break
+            if not self._cheap_reason(hit, images, texts):
+                wanted.append(hit.image)
+                images.add(hit.image)
+                texts.add(normalise_text(hit.text))
+        return wanted
+
     def select(
         self,
         hits: list,
         frame_hashes: list[int],
         query_terms: set[str] | None = None,
         terms_of: Callable[[str], list[str]] | None = None,
+        hash_image: Callable[[str], int] = image_hash,
     ) -> tuple[list, list[tuple[object, str]]]:
         """(kept hits, [(dropped hit, reason)]); hits arrive best first, so the best survivors are kept.
 
         With `query_terms` and `terms_of` (a tokenizer), the k survivors are chosen by `cover_query_terms`.
+        `hash_image(path)` gives an image's dHash or raises MediaError (e.g. a lookup of hashes computed ahead).
         """
         diversify = query_terms is not None and terms_of is not None
         kept, dropped = [], []
@@ -133,16 +161,10 @@ class HitFilter:
         for hit in hits:
             if len(kept) == self.k and not diversify:
                 break
-            reason = ""
-            if hit.score < self.min_score:
-                reason = f"below_min_score: {hit.score:.4g} < {self.min_score:g}"
-            elif hit.image in images:
-                reason = "duplicate_image"
-            elif normalise_text(hit.text) in texts:
-                reason = "duplicate_text"
-            else:
+            reason = self._cheap_reason(hit, images, texts)
+            if not reason:
                 try:  # hashing decodes the image: an unreadable file is caught here, not by the trainer
-                    code = image_hash(hit.image)
+                    code = hash_image(hit.image)
                 except MediaError as err:
                     reason = f"unreadable_image: {err}"
                 else:
