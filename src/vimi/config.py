@@ -189,9 +189,10 @@ class BackboneConfig:
     """How blocks read the condition tokens. joint: they join self-attention as extra keys/values
     (timestep-modulated, as CogVideoX's text stream); cheaper per video token than cross: a separate
     cross-attention layer after self-attention in every block (DiT/PixArt style)."""
-    full_attention_every: int = 1
+    full_attention_every: int = 2
     """Blocks 0, k, 2k, ... attend over the whole video; the others within each frame only (spatial,
-    1/T of the attention cost). 1: full 3D attention in every block."""
+    1/T of the attention cost), the interleaved space/space-time design of Latte and STDiT. 1: full 3D
+    attention in every block (what short token sequences, like the CPU recipes' 256, can afford)."""
     activation_checkpointing: bool = False
 
 
