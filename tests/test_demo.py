@@ -33,6 +33,7 @@ def test_demo_writes_report_videos_and_metrics(tiny_checkpoint, tmp_path, capsys
 
     # The method's data step ran: a multimodal-prompt dataset with interleaved images.
     assert (out / "prompts" / "manifest.json").is_file()
+    assert "preset: tiny" in (out / "config.yaml").read_text()  # the resolved config beside the outputs
 
     # A second run reuses the world and the index instead of rebuilding them.
     world_stamp = (out / "world" / "world.json").stat().st_mtime_ns

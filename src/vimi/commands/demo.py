@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from vimi.cli import add_config_arguments
+from vimi.config import load_config, save_config
 from vimi.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vimi.config import load_config
-
     cfg = load_config(args.config, args.overrides)
     if args.n < 1:
         raise ConfigError(f"--n {args.n}: give at least 1 prompt per task")
@@ -51,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.train and not checkpoint.is_dir():
         raise ConfigError(f"--checkpoint {checkpoint}: no such folder; pass a checkpoint or use --train")
     out = Path(args.out)
+    save_config(cfg, out / "config.yaml")  # the resolved config, beside the run's outputs
     timings: dict[str, float] = {}
 
     def step(name: str):
@@ -98,7 +98,6 @@ def _prompts(cfg, videos: Path, index: Path, folder: Path) -> Path:
 
 def _train(out: Path, world: Path, prompts: Path) -> Path:
     """Stage 1 then stage 2 with the CPU recipes, on this demo's world and prompts."""
-    from vimi.config import load_config
     from vimi.train.trainer import train
 
     data = [f"data.world_dir={world}", f"data.train_manifest={prompts}"]

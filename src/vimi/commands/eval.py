@@ -85,9 +85,11 @@ def _grounding(args: argparse.Namespace, cfg) -> int:
         load_pipeline_config(path)  # CheckpointError if it is not a complete checkpoint
     if args.index is not None and not Path(args.index).exists():
         raise ConfigError(f"--index {args.index}: no such index folder; build one with `vimi index`")
+    from vimi.config import save_config
     from vimi.data.world import load_world
     from vimi.eval.run import evaluate_checkpoints, format_metrics
 
+    save_config(cfg, Path(args.out) / "config.yaml")  # the resolved config, beside the run's outputs
     summary = evaluate_checkpoints(
         checkpoints, load_world(args.world), tasks, eval_cfg, args.out,
         index=args.index, steps=args.steps, device=args.device,
