@@ -128,19 +128,42 @@ def _media_value(path: str, out: Path, copy: bool, subdir: str, name: str) -> st
     return os.path.relpath(path, out)
 
 
-def _frame_hashes(video: str, num_frames: int) -> list[int] | MediaError:
-    """The video's frame hashes for the leakage filter, or the error that makes its row a skip."""
-    if num_frames <= 0:
-        return []
-    try:
-        return video_frame_hashes(video, num_frames)
-    except MediaError as err:
-        return err
+class _Ahead:
+    """`compute(item)` for many items, run ahead in a thread pool in chunks (one job per item would cost
+    more in futures than a small image takes to hash). A chunk the pool has not started when its result
+    is asked for is computed by the caller instead of waited for behind the queue."""
 
+    def __init__(self, pool: ThreadPoolExecutor, compute: Callable, items: list, chunk: int):
+        self.compute = compute
+        self.chunks: list[tuple[list, Future]] = []
+        self.chunk_of: dict = {}
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
+            self.chunks.append((part, pool.submit(self._run, part)))
+            self.chunk_of.update(dict.fromkeys(part, len(self.chunks) - 1))
+        self.done: dict[int, dict] = {}
 
-def _take(job: Future, compute: Callable, *args):
-    """A pool job's result; one the pool has not started yet is computed here instead of queued behind."""
-    return compute(*args) if job.cancel() else job.result()
+    def _run(self, part: list) -> dict:
+        out = {}
+        for item in part:
+            try:
+                out[item] = self.compute(item)
+            except MediaError as err:  # kept as the item's result, raised where it is asked for
+                out[item] = err
+        return out
+
+    def get(self, item):
+        """The item's result (an item never submitted is computed now); a MediaError is raised."""
+        if item not in self.chunk_of:
+            return self.compute(item)
+        c = self.chunk_of[item]
+        if c not in self.done:
+            part, job = self.chunks[c]
+            self.done[c] = self._run(part) if job.cancel() else job.result()
+        result = self.done[c][item]
+        if isinstance(result, MediaError):
+            raise result.with_traceback(None)  # the same error may be raised for many queries
+        return result
 
 
 def _read_rows(job: PromptJob, shard: int, skips: SkipLog) -> list[tuple[int, dict, str, str, str]]:
@@ -185,27 +208,22 @@ def process_shard(job: PromptJob, shard: int, index: ShardedIndex) -> dict:
     records = []
     pool = ThreadPoolExecutor(max(index.threads, 1))
     try:
-        frame_jobs = [pool.submit(_frame_hashes, v[4], cfg.dedup_frames) for v in valid]
+        videos = list(dict.fromkeys(v[4] for v in valid)) if cfg.dedup_frames > 0 else []
+        frames_of = _Ahead(pool, lambda video: video_frame_hashes(video, cfg.dedup_frames), videos, 8)
         hits_per_query = index.hits([v[3] for v in valid], cfg.k * max(cfg.oversample, 1))
-        image_jobs: dict[str, Future] = {}
-        for hits in hits_per_query:
-            for path in hit_filter.images_to_hash(hits, cfg.diversify):
-                if path not in image_jobs:
-                    image_jobs[path] = pool.submit(image_hash, path)
-
-        def hash_image(path: str) -> int:
-            return _take(image_jobs[path], image_hash, path) if path in image_jobs else image_hash(path)
-
-        for (row, record, item_id, caption, video), hits, frame_job in zip(valid, hits_per_query, frame_jobs):
-            frames = _take(frame_job, _frame_hashes, video, cfg.dedup_frames)
-            if isinstance(frames, MediaError):
-                skips.skip("videos", row, item_id, f"unreadable_video: {frames}")
+        to_hash = [p for hits in hits_per_query for p in hit_filter.images_to_hash(hits, cfg.diversify)]
+        hashes = _Ahead(pool, image_hash, list(dict.fromkeys(to_hash)), 32)  # each path once per shard
+        for (row, record, item_id, caption, video), hits in zip(valid, hits_per_query):
+            try:
+                frames = frames_of.get(video) if cfg.dedup_frames > 0 else []
+            except MediaError as err:
+                skips.skip("videos", row, item_id, f"unreadable_video: {err}")
                 continue
             if cfg.diversify:
                 terms = set(index.tokenizer.tokenize(caption))
-                kept, dropped = hit_filter.select(hits, frames, terms, index.tokenizer.tokenize, hash_image)
+                kept, dropped = hit_filter.select(hits, frames, terms, index.tokenizer.tokenize, hashes.get)
             else:
-                kept, dropped = hit_filter.select(hits, frames, hash_image=hash_image)
+                kept, dropped = hit_filter.select(hits, frames, hash_image=hashes.get)
             for hit, why in dropped:
                 counters[f"hits_dropped_{why.split(':', 1)[0]}"] += 1
                 if why.startswith("unreadable_image"):
