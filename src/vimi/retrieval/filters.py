@@ -26,9 +26,10 @@ def dhash(image: Image.Image | np.ndarray) -> int:
         image = Image.fromarray(image)
     if image.mode != "L":  # video frames arrive grey already: skip the copy
         image = image.convert("L")
-    grey = np.asarray(image.resize((HASH_WIDTH, HASH_HEIGHT), Image.Resampling.BOX), dtype=np.int16)
+    small = image.resize((HASH_WIDTH, HASH_HEIGHT), Image.Resampling.BOX).tobytes()
+    grey = np.frombuffer(small, np.uint8).reshape(HASH_HEIGHT, HASH_WIDTH)  # [72] -> [8, 9]
     bits = (grey[:, 1:] > grey[:, :-1]).ravel()  # [8, 8] -> [64]
-    return int(np.packbits(bits).view(">u8")[0])
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
 def hamming(a: int, b: int) -> int:
@@ -44,12 +45,14 @@ def image_hash(path: str) -> int:
 PLANAR_YUV = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "gray"})
 
 
-def _luma(frame: av.VideoFrame) -> np.ndarray:
-    """Grey uint8 [H, W] of a decoded frame: the Y plane itself when planar YUV (no colour conversion,
-    which costs more than decoding for small frames); a monotonic map of the grey level, so dHash bits agree."""
+def _luma(frame: av.VideoFrame) -> Image.Image | np.ndarray:
+    """Grey image of a decoded frame: the Y plane itself when planar YUV (no colour conversion, which
+    costs more than decoding for small frames); a monotonic map of the grey level, so dHash bits agree.
+    The image views the frame's memory (rows line_size bytes apart): hash it while the frame lives."""
     if frame.format.name in PLANAR_YUV:
         plane = frame.planes[0]
-        return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+        size = (plane.width, plane.height)
+        return Image.frombuffer("L", size, plane, "raw", "L", plane.line_size, 1)
     return frame.to_ndarray(format="gray")
 
 
