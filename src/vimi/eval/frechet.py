@@ -175,24 +175,37 @@ def i3d_features(
     )
 
 
+Side = FeatureStats | np.ndarray | Iterable[torch.Tensor]
+
+
+def _frechet_between(
+    real: Side, fake: Side, features: Callable[[Iterable[torch.Tensor]], np.ndarray]
+) -> float:
+    """Fréchet distance of two sets, each given as stats, a feature array, or media turned into features."""
+
+    def to_stats(side: Side) -> FeatureStats:
+        if isinstance(side, FeatureStats):
+            return side
+        return FeatureStats.from_features(side if isinstance(side, np.ndarray) else features(side))
+
+    return frechet_from_stats(to_stats(real), to_stats(fake))
+
+
+def _needs_network(real: Side, fake: Side) -> bool:
+    return not all(isinstance(side, FeatureStats | np.ndarray) for side in (real, fake))
+
+
 def fvd(
-    real: FeatureStats | np.ndarray | Iterable[torch.Tensor],
-    fake: FeatureStats | np.ndarray | Iterable[torch.Tensor],
+    real: Side,
+    fake: Side,
     model: InceptionI3d | None = None,
     batch_size: int = 16,
     device: str | torch.device = "cpu",
 ) -> float:
     """FVD between two video sets, each given as stats, I3D features [N, 400], or videos in [-1, 1]."""
-    if model is None and not all(isinstance(s, FeatureStats | np.ndarray) for s in (real, fake)):
+    if model is None and _needs_network(real, fake):
         model = load_i3d(device=device)
-
-    def to_stats(side):
-        if isinstance(side, FeatureStats):
-            return side
-        features = side if isinstance(side, np.ndarray) else i3d_features(side, model, batch_size, device)
-        return FeatureStats.from_features(features)
-
-    return frechet_from_stats(to_stats(real), to_stats(fake))
+    return _frechet_between(real, fake, lambda videos: i3d_features(videos, model, batch_size, device))
 
 
 def inception_features(
@@ -216,22 +229,13 @@ def inception_features(
 
 
 def fid(
-    real: FeatureStats | np.ndarray | Iterable[torch.Tensor],
-    fake: FeatureStats | np.ndarray | Iterable[torch.Tensor],
+    real: Side,
+    fake: Side,
     model: torch.nn.Module | None = None,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
 ) -> float:
     """FID between two image sets, each given as stats, Inception features [N, 2048], or images in [-1, 1]."""
-    if model is None and not all(isinstance(s, FeatureStats | np.ndarray) for s in (real, fake)):
+    if model is None and _needs_network(real, fake):
         model = load_inception(device=device)
-
-    def to_stats(side):
-        if isinstance(side, FeatureStats):
-            return side
-        features = (
-            side if isinstance(side, np.ndarray) else inception_features(side, model, batch_size, device)
-        )
-        return FeatureStats.from_features(features)
-
-    return frechet_from_stats(to_stats(real), to_stats(fake))
+    return _frechet_between(real, fake, lambda images: inception_features(images, model, batch_size, device))

@@ -1,6 +1,6 @@
 """Run logging on rank 0: progress bar (loss, steps/s, ETA), TensorBoard events, a JSONL of metrics, sample videos."""
 
-import importlib.util
+import io
 import json
 import logging
 import time
@@ -28,7 +28,6 @@ class RunLogger:
         self.bar = None
         self._last_time = time.perf_counter()
         self._last_step = start_step
-        self._noted_moviepy = False
         if not enabled:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -82,21 +81,44 @@ class RunLogger:
         return written
 
     def _tensorboard_video(self, tag: str, video: torch.Tensor, step: int, fps: int) -> None:
-        frames = ((video.float().clamp(-1, 1) + 1) / 2).permute(1, 0, 2, 3)  # [C, T, H, W] -> [T, C, H, W]
-        if importlib.util.find_spec("moviepy") is not None:
-            self.writer.add_video(tag, frames[None], step, fps=fps)
-            return
-        # add_video needs moviepy (not a dependency); the mp4/gif files are the real output.
-        if not self._noted_moviepy:
-            log.info("moviepy not installed: TensorBoard gets sample frames as images, not videos")
-            self._noted_moviepy = True
-        self.writer.add_images(tag, frames, step, dataformats="NCHW")
+        # What SummaryWriter.add_video writes, minus its moviepy dependency: a GIF in an image summary.
+        self.writer.file_writer.add_summary(video_summary(tag, video, fps), step)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def gif_bytes(video: torch.Tensor, fps: int) -> bytes:
+    """A looping GIF89a of a video [C, T, H, W] in [-1, 1], in memory (Pillow, one palette per frame)."""
+    from PIL import Image
+
+    from vimi.data.image_io import to_uint8
+
+    if video.ndim != 4 or video.shape[0] != 3:
+        raise ValueError(f"expected a video [3, T, H, W], got shape {tuple(video.shape)}")
+    frames = [Image.fromarray(frame) for frame in to_uint8(video)]  # [C, T, H, W] -> T x [H, W, C]
+    buffer = io.BytesIO()
+    frames[0].save(
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=max(round(1000 / fps), 20),  # browsers clamp delays below 20 ms
+        loop=0,
+    )
+    return buffer.getvalue()
+
+
+def video_summary(tag: str, video: torch.Tensor, fps: int):
+    """A TensorBoard video summary (the animated-GIF image summary that add_video writes) of [C, T, H, W]."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    _, _, height, width = video.shape
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif_bytes(video, fps))
+    return Summary(value=[Summary.Value(tag=tag, image=image)])
 
 
 def read_metrics(out_dir: str | Path) -> list[dict]:
