@@ -105,11 +105,23 @@ def wrap_model(
     if mode == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
+        # Unlike DDP, fully_shard keeps each rank's own values for its shard; ranks seeded differently
+        # would train a patchwork of inits. Start every rank from rank 0's weights, as DDP does.
+        broadcast_module_state(model)
         for module in shard_modules or []:
             fully_shard(module)
         fully_shard(model)
         return model
     raise ValueError(f"unknown parallel mode {mode!r}")
+
+
+def broadcast_module_state(model: nn.Module, src: int = 0) -> None:
+    """Copy rank `src`'s parameters and buffers to every rank (in place; a no-op without a process group)."""
+    if not dist.is_initialized():
+        return
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(tensor.data, src=src)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -117,7 +117,9 @@ def video_summary(tag: str, video: torch.Tensor, fps: int):
     from tensorboard.compat.proto.summary_pb2 import Summary
 
     _, _, height, width = video.shape
-    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif_bytes(video, fps))
+    image = Summary.Image(
+        height=height, width=width, colorspace=3, encoded_image_string=gif_bytes(video, fps)
+    )
     return Summary(value=[Summary.Value(tag=tag, image=image)])
 
 
