@@ -1,13 +1,18 @@
 """`vimi eval grounding|fvd|ucf101`: a tiny real checkpoint end to end, and bad inputs exiting 2 with a reason."""
 
 import json
+import math
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from vimi.cli import main
-from vimi.config import WorldConfig
+from vimi.config import RetrievalConfig, WorldConfig
+from vimi.data.video_io import read_video, write_mp4
 from vimi.data.world import build_world
+from vimi.retrieval import build_index
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +89,143 @@ def test_ucf101_missing_root_exits_2(tiny_checkpoint, tmp_path, capsys):
         main(["eval", "ucf101", "--root", str(tmp_path / "UCF"), "--checkpoint", str(tiny_checkpoint)]) == 2
     )
     assert "UCF" in capsys.readouterr().err
+
+
+# End-to-end runs of the real feature networks (I3D Kinetics-400) on tiny inputs ----------------------
+FVD_FRAMES = 9  # I3D's fewest frames
+
+
+def _write_clips(folder: Path, clips: list[torch.Tensor]) -> Path:
+    folder.mkdir(parents=True)
+    for i, clip in enumerate(clips):
+        write_mp4(clip, folder / f"clip{i}.mp4", fps=8)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fvd_folders(tmp_path_factory, real_clip) -> dict[str, Path]:
+    """real/, real_copy/ (the same files) and noise/: 3 clips each of 9 frames at 72x88."""
+    root = tmp_path_factory.mktemp("fvd")
+    real = [read_video(real_clip, FVD_FRAMES, start=start, size=(72, 88)) for start in (0, 40, 80)]
+    noise = [
+        torch.rand(3, FVD_FRAMES, 72, 88, generator=torch.Generator().manual_seed(s)) * 2 - 1
+        for s in range(3)
+    ]
+    folders = {"real": _write_clips(root / "real", real), "noise": _write_clips(root / "noise", noise)}
+    folders["real_copy"] = root / "real_copy"
+    shutil.copytree(folders["real"], folders["real_copy"])
+    return folders
+
+
+@pytest.mark.slow
+def test_fvd_of_real_copy_is_far_below_real_vs_noise(fvd_folders, tmp_path, capsys):
+    results = {}
+    for fake in ("real_copy", "noise"):
+        out = tmp_path / f"{fake}.json"
+        args = ["eval", "fvd", "--real", str(fvd_folders["real"]), "--fake", str(fvd_folders[fake])]
+        args += ["--frames", str(FVD_FRAMES), "--out", str(out), "--set", "eval.device=cpu"]
+        assert main(args) == 0
+        results[fake] = json.loads(out.read_text())
+        # The printed line is the JSON written to --out.
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == results[fake]
+    for result in results.values():
+        assert result["num_real"] == 3 and result["num_fake"] == 3 and result["frames"] == FVD_FRAMES
+        assert math.isfinite(result["fvd"])
+    assert abs(results["real_copy"]["fvd"]) < 1.0
+    assert results["noise"]["fvd"] > 100 * max(abs(results["real_copy"]["fvd"]), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("frames", "needle"),
+    [("4", "--frames 4: I3D needs at least 9"), ("12", "9 frames, fewer than --frames 12")],
+)
+def test_fvd_too_few_frames_exits_2_naming_the_input(fvd_folders, capsys, frames, needle):
+    args = ["eval", "fvd", "--real", str(fvd_folders["real"]), "--fake", str(fvd_folders["noise"])]
+    assert main([*args, "--frames", frames, "--set", "eval.device=cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err
+
+
+@pytest.fixture(scope="module")
+def tiny_ucf101(tmp_path_factory, real_clip) -> Path:
+    """2 CamelCase class folders x 2 clips of 9 frames at 72x88, cut from carphone_pristine.mp4."""
+    root = tmp_path_factory.mktemp("ucf") / "UCF-101"
+    for folder, starts in {"ApplyEyeMakeup": (0, 20), "YoYo": (60, 90)}.items():
+        clips = [read_video(real_clip, FVD_FRAMES, start=start, size=(72, 88)) for start in starts]
+        for index, clip in enumerate(clips):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            write_mp4(clip, root / folder / f"v_{folder}_g01_c0{index + 1}.mp4", fps=25)
+    return root
+
+
+@pytest.mark.slow
+def test_ucf101_runs_the_protocol_on_a_tiny_tree_with_a_checkpoint(
+    tiny_checkpoint, tiny_ucf101, tmp_path, capsys
+):
+    out = tmp_path / "ucf"
+    args = ["eval", "ucf101", "--root", str(tiny_ucf101), "--checkpoint", str(tiny_checkpoint)]
+    args += ["--out", str(out), "--device", "cpu"]
+    overrides = {
+        "eval.ucf_videos_per_class": 1,
+        "eval.ucf_num_frames": FVD_FRAMES,
+        "eval.batch_size": 2,
+        "eval.device": "cpu",
+        "eval.stats_cache_dir": tmp_path / "stats",  # never the default outputs/fid_stats
+        "eval.ucf_prompt_template": "a video of {name}",
+    }
+    for key, value in overrides.items():
+        args += ["--set", f"{key}={value}"]
+    assert main(args) == 0
+    results = json.loads((out / "ucf101.json").read_text())
+    assert math.isfinite(results["fvd"]) and results["fvd"] >= 0
+    assert results["num_classes"] == 2 and results["num_generated"] == 2 and results["num_real"] == 4
+    assert results["example_prompts"] == ["a video of apply eye makeup", "a video of yo yo"]
+    assert results["inception_score"].startswith("not computed") and "c3d_path" in results["inception_score"]
+    assert results["protocol"]["num_frames"] == FVD_FRAMES and not results["real_stats_cached"]
+    assert len(list((tmp_path / "stats").iterdir())) >= 1  # the real statistics went to the given cache
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["fvd"] == results["fvd"] and "protocol" not in printed
+
+
+# Retrieval-grounded t2v ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli_index(cli_world, tmp_path_factory) -> Path:
+    """A BM25 index of the world's memory (image-text corpus)."""
+    out = tmp_path_factory.mktemp("index") / "index"
+    build_index(cli_world / "memory", out, RetrievalConfig(), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def few_examples_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The tiny checkpoint retrieving 2 examples per prompt: 4 overflow its 256 condition tokens."""
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny-k2"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["retrieval"]["k"] = 2  # the pipeline retrieves with its checkpoint's config, not the CLI's
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_grounding_t2v_with_index_conditions_on_retrieved_images(
+    few_examples_checkpoint, cli_world, cli_index, tmp_path
+):
+    out = tmp_path / "eval"
+    args = ["eval", "grounding", "--checkpoint", str(few_examples_checkpoint), "--world", str(cli_world)]
+    args += ["--task", "t2v", "--index", str(cli_index), "--n", "2", "--steps", "2", "--out", str(out)]
+    args += ["--set", "eval.bootstrap_samples=20", "--set", "eval.grounding_angle_steps=12"]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tasks"] == ["t2v"] and set(metrics["checkpoint"]["tasks"]) == {"t2v"}
+    per_prompt = metrics["checkpoint"]["per_prompt"]
+    assert len(per_prompt) == 2 and all(p["task"] == "t2v" for p in per_prompt)
+    # The recorded prompt is the one the model saw: retrieved examples (text + <image>) before the caption.
+    for prompt in per_prompt:
+        assert prompt["text"].count("<image>") >= 1 and "+ " in prompt["text"], prompt["text"]
+    # The report shows the retrieved images, and they are images of the world's memory.
+    memory = {p.read_bytes() for p in (cli_world / "memory").rglob("*.png")}
+    shown = sorted((out / "media").glob("t2v-*-prompt*.png"))
+    assert len(shown) == sum(p["text"].count("<image>") for p in per_prompt)
+    assert all(p.read_bytes() in memory for p in shown)

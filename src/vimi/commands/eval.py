@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from vimi.cli import add_config_arguments
-from vimi.errors import ConfigError
+from vimi.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +110,24 @@ def _video_files(folder: str, flag: str) -> list[Path]:
 
 
 def _fvd(args: argparse.Namespace, cfg) -> int:
+    from vimi.eval.i3d import I3D_MIN_FRAMES
+
     real, fake = _video_files(args.real, "--real"), _video_files(args.fake, "--fake")
-    if args.frames < 1:
-        raise ConfigError(f"--frames {args.frames}: use at least 1")
+    if args.frames < I3D_MIN_FRAMES:
+        raise ConfigError(f"--frames {args.frames}: I3D needs at least {I3D_MIN_FRAMES} (16 is standard)")
     from vimi.data.video_io import probe_video, read_video
     from vimi.eval.frechet import fvd
     from vimi.eval.i3d import load_i3d
     from vimi.eval.ucf101 import resolve_device
 
+    # Every clip has exactly --frames frames: features of clips of other lengths are not comparable.
+    for file in real + fake:
+        if (count := probe_video(file).num_frames) < args.frames:
+            raise DataError(f"{file}: {count} frames, fewer than --frames {args.frames}; lower --frames")
+
     def clips(files):
         for file in files:
-            yield read_video(file, min(args.frames, probe_video(file).num_frames))
+            yield read_video(file, args.frames)
 
     device = resolve_device(cfg.eval.device)
     model = load_i3d(cfg.eval.i3d_path, device)

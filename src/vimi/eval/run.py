@@ -40,6 +40,10 @@ def evaluate_checkpoints(
         generate = pipeline_generate_fn(pipe, *size, steps=steps)
         log.info("%s: generating and scoring %s", name, ", ".join(tasks))
         result = run_benchmark(world, generate, tasks, cfg, index=index)
+        # Record the prompt the model saw: the pipeline retrieved the t2v examples itself (deterministically).
+        for item in result.items:
+            if item.use_index:
+                item.prompt = pipe.prepare_prompt(item.prompt, None, index)
         results[f"{name}: {Path(path).name}"] = result
         metrics[name] = {"path": str(Path(path).resolve()), **result.summary}
         metrics[name]["per_prompt"] = [
