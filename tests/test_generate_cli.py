@@ -68,6 +68,7 @@ def _broken_png(tmp_path: Path) -> Path:
         ("incomplete_checkpoint", "COMPLETE"),
         ("bad_out_suffix", "use a .mp4 or .gif"),
         ("bad_steps", "steps=0"),
+        ("bad_device", "device 'gpu' is not a device name"),
     ],
 )
 def test_bad_input_exits_2_with_a_one_line_reason(
@@ -101,6 +102,8 @@ def test_bad_input_exits_2_with_a_one_line_reason(
         out = str(tmp_path / "out.avi")
     elif case == "bad_steps":
         extra = ["--steps", "0"]
+    elif case == "bad_device":
+        extra = ["--device", "gpu"]
     code = main(["generate", prompt, "--checkpoint", ckpt, "--out", out, *extra])
     err = capsys.readouterr().err
     assert code == 2
@@ -108,3 +111,27 @@ def test_bad_input_exits_2_with_a_one_line_reason(
     assert len(lines) == 1, err
     assert lines[0].startswith("vimi generate: error:") and fragment in lines[0]
     assert not Path(out).exists()
+
+
+def test_size_check_includes_the_autoencoder_compression_before_loading(tiny_checkpoint, tmp_path, capsys):
+    """A 4x VAE under a patch-4 backbone needs multiples of 16: refused from config.json, before any weights."""
+    import json
+
+    vae = tmp_path / "vae"
+    vae.mkdir()  # config.json only: loading the weights would fail with another error
+    (vae / "config.json").write_text(
+        json.dumps({"_class_name": "AutoencoderKL", "block_out_channels": [8, 8, 8]})
+    )
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for item in tiny_checkpoint.iterdir():
+        if item.is_file():
+            (ckpt / item.name).write_bytes(item.read_bytes())
+    config = json.loads((ckpt / "config.json").read_text())
+    config["model"]["autoencoder"] = {"kind": "kl", "path": str(vae), "scaling_factor": 0.0}
+    (ckpt / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out.mp4"
+    code = main(["generate", "a cat", "--checkpoint", str(ckpt), "--out", str(out), "--height", "24"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, lines
+    assert "height=24 is not divisible by the model's patch size 16" in lines[0]

@@ -163,6 +163,19 @@ def test_loading_refuses_incomplete_and_mismatched_checkpoints(tiny_checkpoint, 
         VimiPipeline.from_pretrained(wider)
 
 
+def test_checkpoints_from_before_a_config_field_was_removed_still_load(tiny_checkpoint, tmp_path):
+    older = tmp_path / "older"
+    shutil.copytree(tiny_checkpoint, older)
+    config = json.loads((older / "config.json").read_text())
+    config["data"]["shuffle_buffer"] = 1000  # removed from DataConfig: it was never read
+    (older / "config.json").write_text(json.dumps(config))
+    assert not hasattr(VimiPipeline.from_pretrained(older, device="cpu").cfg.data, "shuffle_buffer")
+    config["data"]["shufle_buffer"] = 1000  # a genuinely unknown key is still refused
+    (older / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="shufle_buffer"):
+        VimiPipeline.from_pretrained(older, device="cpu")
+
+
 def test_progress_bar_is_shown_on_request(pipe, capsys):
     pipe("a red ball", steps=2, progress=True)
     assert "heun" in capsys.readouterr().err

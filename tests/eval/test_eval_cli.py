@@ -53,6 +53,9 @@ def test_grounding_writes_json_and_report_for_checkpoint_and_baseline(
         (["--checkpoint", "/nonexistent/ckpt"], "/nonexistent/ckpt"),
         (["--n", "0"], "--n 0"),
         (["--split", "valid"], "--split valid"),
+        (["--device", "gpu"], "device 'gpu' is not a device name"),
+        (["--set", "eval.device=tpu"], "device 'tpu' is not a device name"),
+        (["--set", "eval.tasks=[subject,dance]"], "dance: unknown task"),  # eval.tasks is the --task default
     ],
 )
 def test_grounding_bad_inputs_exit_2_with_one_line(
@@ -89,6 +92,19 @@ def test_ucf101_missing_root_exits_2(tiny_checkpoint, tmp_path, capsys):
         main(["eval", "ucf101", "--root", str(tmp_path / "UCF"), "--checkpoint", str(tiny_checkpoint)]) == 2
     )
     assert "UCF" in capsys.readouterr().err
+    args = [
+        "eval",
+        "ucf101",
+        "--root",
+        str(tmp_path),
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--device",
+        "gpu",
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "device 'gpu'" in err
 
 
 # End-to-end runs of the real feature networks (I3D Kinetics-400) on tiny inputs ----------------------

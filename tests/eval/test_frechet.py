@@ -118,3 +118,17 @@ def test_inception_features_and_fid_on_real_photos(real_photos):
     # The first 64 dimensions keep sqrtm fast (the full 2048 x 2048 one takes ~18 s on 2 cores).
     assert abs(fid(features[:, :64], features[:, :64])) < 1e-3
     assert fid(features[:, :64], noise[:, :64]) > 5  # measured ~19
+
+
+def test_feature_network_paths_are_used_when_no_model_is_given(tmp_path):
+    """eval.inception_path / eval.i3d_path reach the loaders: a missing file is named, not replaced by the default."""
+    from vimi.errors import CheckpointError
+
+    images = [torch.zeros(3, 32, 32)] * 2
+    with pytest.raises(CheckpointError, match=r"my_inception\.pt"):
+        fid(images, images, inception_path=tmp_path / "my_inception.pt")
+    with pytest.raises(CheckpointError, match=r"my_inception\.pt"):
+        inception_features(images, inception_path=tmp_path / "my_inception.pt")
+    videos = [torch.zeros(3, 9, 32, 32)] * 2
+    with pytest.raises(CheckpointError, match=r"my_i3d\.ckpt"):
+        fvd(videos, videos, i3d_path=tmp_path / "my_i3d.ckpt")

@@ -104,3 +104,15 @@ def test_missing_folder_names_the_path(tmp_path):
 def test_unsupported_video_class_is_rejected(kl_folder):
     with pytest.raises(ConfigError, match="holds a AutoencoderKL model"):
         build_autoencoder(AutoencoderConfig(kind="video", path=str(kl_folder)))
+
+
+def test_compression_is_read_from_the_config_alone(kl_folder, video_folder, tmp_path):
+    from vimi.models.autoencoders import compression_from_config
+
+    assert compression_from_config(AutoencoderConfig()) == (1, 1, False)
+    assert compression_from_config(AutoencoderConfig(kind="kl", path=str(kl_folder))) == (1, 2, False)
+    # Wan derives its ratios in code, not in config.json: unknown until the model is built.
+    assert compression_from_config(AutoencoderConfig(kind="video", path=str(video_folder))) is None
+    (tmp_path / "config.json").write_text('{"_class_name": "AutoencoderKL", "block_out')
+    with pytest.raises(ConfigError, match=r"config\.json: corrupt diffusers model config"):
+        compression_from_config(AutoencoderConfig(kind="kl", path=str(tmp_path)))

@@ -352,3 +352,26 @@ def test_bad_model_paths_raise_config_errors(tmp_path: Path) -> None:
         build_encoder(EncoderConfig(kind="hf_vlm"))
     with pytest.raises(ConfigError, match=r"cannot load a causal LM from model.encoder.llm_path=.*empty_lm"):
         build_encoder(EncoderConfig(kind="llm", llm_path=str(tmp_path / "empty_lm")))
+
+
+def test_hub_names_are_never_downloaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """local_files_only on every from_pretrained: a hub id that is not a local folder fails fast, offline."""
+    from vimi.errors import ConfigError
+    from vimi.models.encoders.llm import load_causal_lm
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(ConfigError, match="HuggingFaceTB/no-such-model"):
+        load_causal_lm("HuggingFaceTB/no-such-model")
+
+
+def test_image_file_digests_are_memoised_in_a_bounded_cache(tmp_path: Path) -> None:
+    from vimi.models.encoders.cache import FILE_DIGEST_CACHE_SIZE, _file_digest, image_digest
+
+    path = tmp_path / "a.png"
+    PILImage.new("RGB", (4, 4), (1, 2, 3)).save(path)
+    first = image_digest(Image(str(path)))
+    hits = _file_digest.cache_info().hits
+    assert image_digest(Image(str(path))) == first and _file_digest.cache_info().hits == hits + 1
+    assert _file_digest.cache_info().maxsize == FILE_DIGEST_CACHE_SIZE
+    PILImage.new("RGB", (4, 4), (9, 9, 9)).save(path)  # new bytes (and mtime/size): a new digest
+    assert image_digest(Image(str(path))) != first

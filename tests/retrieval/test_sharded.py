@@ -143,3 +143,37 @@ def test_corpus_without_needed_columns_is_refused(tmp_path):
         writer.write({"id": "a", "caption": "x"})
     with pytest.raises(DataError, match=r"lacks column\(s\) \['text', 'image'\]"):
         build_index(tmp_path / "m", tmp_path / "index", RetrievalConfig())
+
+
+def test_corrupt_index_json_is_a_data_error_naming_it(tmp_path, memory):
+    build_index(memory, tmp_path / "index", RetrievalConfig())
+    assert open_index(tmp_path / "index", dense_batch_size=7).dense_batch_size == 7
+    assert open_index(tmp_path / "index").dense_batch_size == RetrievalConfig().dense_batch_size
+    (tmp_path / "index" / "index.json").write_text('{"format": "vimi-retrieval-ind')
+    with pytest.raises(DataError, match=r"index\.json: corrupt vimi retrieval index"):
+        open_index(tmp_path / "index")
+
+
+def test_corpus_writer_commits_on_success_and_leaves_nothing_on_error(tmp_path):
+    from vimi.retrieval.corpus import CorpusStore, CorpusWriter
+
+    with CorpusWriter(tmp_path / "ok.arrow", batch_rows=1) as writer:
+        writer.append("a", "a red fox", "a.png")
+        writer.append("b", "a blue dog", "b.png")
+    assert [r["id"] for r in CorpusStore(tmp_path / "ok.arrow").take([0, 1])] == ["a", "b"]
+    with pytest.raises(KeyError), CorpusWriter(tmp_path / "bad.arrow", batch_rows=1) as writer:
+        writer.append("a", "a red fox", "a.png")
+        raise KeyError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.arrow"]  # no temp file, no bad.arrow
+
+
+def test_failed_build_leaves_no_temporary_corpus_files(tmp_path, memory, monkeypatch):
+    import vimi.retrieval.sharded as sharded
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("decode failed")
+
+    monkeypatch.setattr(sharded, "decode_text", fail)
+    with pytest.raises(RuntimeError, match="decode failed"):
+        build_index(memory, tmp_path / "index", RetrievalConfig(num_shards=2))
+    assert not [p for p in (tmp_path / "index").rglob("*") if p.is_file()]

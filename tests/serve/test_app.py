@@ -86,3 +86,22 @@ def test_world_examples_cover_the_three_tasks(tmp_path):
             example.task, example.text, example.images, has_index=True
         )  # each one is a valid request
     assert world_examples(tmp_path / "no-world") == []
+
+
+def test_serve_removes_its_video_folder_on_exit_and_checks_the_device(tiny_checkpoint, monkeypatch, capsys):
+    pytest.importorskip("gradio")
+    import vimi.serve.app
+    from vimi.cli import main
+
+    seen = []
+
+    def fake_launch(app, **kwargs):  # stands in for the blocking server: one video written, then Ctrl-C
+        seen.append(Path(app.vimi_out_dir))
+        (seen[0] / "vimi-x.mp4").write_bytes(b"video")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vimi.serve.app, "launch_app", fake_launch)
+    assert main(["serve", "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]) == 130
+    assert len(seen) == 1 and not seen[0].exists()
+    assert main(["serve", "--checkpoint", str(tiny_checkpoint), "--device", "gpu"]) == 2
+    assert "device 'gpu' is not a device name" in capsys.readouterr().err

@@ -83,3 +83,29 @@ def test_resumed_logger_drops_metrics_past_the_resumed_step(tmp_path):
     metrics = read_metrics(tmp_path)
     assert [m["step"] for m in metrics] == [1, 2, 3, 4]
     assert metrics[-1]["loss"] == 0.5 and all("steps_per_s" in m for m in metrics)
+
+
+def test_torn_last_metrics_line_does_not_block_resume(tmp_path, caplog):
+    first = RunLogger(tmp_path, start_step=0, total_steps=6, enabled=True, progress=False)
+    for step in range(1, 4):
+        first.log_step(step, {"loss": 1.0 / step}, write=True)
+    first.close()
+    with open(tmp_path / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"step": 4, "loss": 0.2')  # the run was killed mid-write
+    assert [m["step"] for m in read_metrics(tmp_path)] == [1, 2, 3]
+    with caplog.at_level("WARNING", logger="vimi.train.logging"):
+        resumed = RunLogger(tmp_path, start_step=3, total_steps=6, enabled=True, progress=False)
+    assert "metrics.jsonl line 4 is not a metrics record" in caplog.text
+    resumed.log_step(4, {"loss": 0.5}, write=True)
+    resumed.close()
+    assert [(m["step"], m["loss"]) for m in read_metrics(tmp_path)][2:] == [(3, 1.0 / 3), (4, 0.5)]
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 4  # the torn line is gone
+
+
+def test_write_gif_writes_exactly_gif_bytes(tmp_path):
+    from vimi.data.video_io import write_gif
+
+    video = moving_square_video()
+    path = write_gif(video, tmp_path / "clip.gif", fps=4)
+    assert path.read_bytes() == gif_bytes(video, fps=4)
+    assert len(decode_gif(path.read_bytes())) == T and not list(tmp_path.glob(".*.tmp"))

@@ -65,6 +65,9 @@ def test_stage1_writes_checkpoints_config_metrics_and_samples(stage1_run):
     assert all(m["loss"] > 0 and "steps_per_s" in m and "lr" in m for m in metrics)
     assert (out / "samples" / "step00000006-0-pretrain.mp4").stat().st_size > 0
     assert (out / "samples" / "step00000006-0-pretrain.gif").stat().st_size > 0
+    prompts = json.loads((out / "samples" / "prompts.json").read_text())
+    assert [p["task"] for p in prompts] == ["pretrain"] and prompts[0]["prompt"]
+    assert not list((out / "samples").glob(".*.tmp"))  # atomic writes left no temp files
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
 
@@ -112,6 +115,21 @@ def test_unknown_key_is_a_config_error_naming_it(tiny_world, tmp_path):
         load_config(DEBUG_CONFIG, ["train.learning_rate=0.1"])
     with pytest.raises(ConfigError, match="batch_size"):
         train(debug_config(tiny_world, tmp_path, "train.batch_size=3", "train.grad_accum=2"))
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.log_every=0", "log_every"),
+        ("train.ckpt_every=0", "ckpt_every"),
+        ("train.sample_every=-1", "sample_every"),
+    ],
+)
+def test_zero_or_negative_step_intervals_are_config_errors(tiny_world, tmp_path, override, key):
+    # log_every=0 / ckpt_every=0 used to pass and crash with ZeroDivisionError after the first step.
+    with pytest.raises(ConfigError, match=rf"train\.{key} must be >= [01].*got -?[01]"):
+        train(debug_config(tiny_world, tmp_path / "run", override))
+    assert not (tmp_path / "run").exists()  # failed before any work
 
 
 def test_cli_exit_code_and_message_for_bad_config(tmp_path, capsys):

@@ -17,6 +17,7 @@ from vimi.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".gif")
+DEVICE_HELP = "auto, cpu, cuda or cuda:N (default: eval.device, auto = cuda when available)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grounding.add_argument("--split", default=None, help="train or heldout (default: eval.split)")
     grounding.add_argument("--n", type=int, default=None, help="prompts per task (default: eval.n)")
     grounding.add_argument(
-        "--task", default="all", help="subject, predict, t2v, two_subject or all (comma-separated)"
+        "--task",
+        default=None,
+        help="subject, predict, t2v, two_subject or all (comma-separated; default: eval.tasks)",
     )
     grounding.add_argument(
         "--baseline", default=None, help="a second checkpoint shown side by side (e.g. text-only)"
@@ -37,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grounding.add_argument(
         "--steps", type=int, default=None, help="sampler steps (default: the checkpoint's)"
     )
-    grounding.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    grounding.add_argument("--device", default=None, help=DEVICE_HELP)
     grounding.add_argument("--out", required=True, help="output folder: metrics.json, report.html, media/")
 
     fvd = sub.add_parser("fvd", help="FVD between two folders of videos (I3D Kinetics-400 features)")
@@ -45,20 +48,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fvd.add_argument("--real", required=True, help="folder of real videos")
     fvd.add_argument("--fake", required=True, help="folder of generated videos")
     fvd.add_argument("--frames", type=int, default=16, help="frames read from the start of each video")
+    fvd.add_argument("--device", default=None, help=DEVICE_HELP)
     fvd.add_argument("--out", default=None, help="also write the result to this JSON file")
 
     ucf = sub.add_parser("ucf101", help="zero-shot UCF101 protocol: FVD (and IS with C3D weights)")
     add_config_arguments(ucf)
     ucf.add_argument("--root", required=True, help="UCF101 folder holding the 101 class folders")
     ucf.add_argument("--checkpoint", required=True, help="pipeline/checkpoint folder (or a run folder)")
-    ucf.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ucf.add_argument("--device", default=None, help=DEVICE_HELP + "; the generator and I3D share it")
     ucf.add_argument("--out", default="outputs/ucf101", help="output folder for ucf101.json")
 
 
 def run(args: argparse.Namespace) -> int:
     from vimi.config import load_config
+    from vimi.utils.device import resolve_device
 
     cfg = load_config(args.config, args.overrides)
+    # One device per command, checked before any weights load: --device, else eval.device.
+    args.device = resolve_device(args.device if args.device is not None else cfg.eval.device)
     return {"grounding": _grounding, "fvd": _fvd, "ucf101": _ucf101}[args.eval_command](args, cfg)
 
 
@@ -70,7 +77,7 @@ def _grounding(args: argparse.Namespace, cfg) -> int:
     from vimi.pipeline import load_pipeline_config
 
     # Everything a user can get wrong is checked before any weights are loaded.
-    tasks = check_tasks([args.task])
+    tasks = check_tasks([args.task] if args.task is not None else cfg.eval.tasks)
     eval_cfg = dataclasses.replace(
         cfg.eval, split=args.split or cfg.eval.split, n=cfg.eval.n if args.n is None else args.n
     )
@@ -118,7 +125,6 @@ def _fvd(args: argparse.Namespace, cfg) -> int:
     from vimi.data.video_io import probe_video, read_video
     from vimi.eval.frechet import fvd
     from vimi.eval.i3d import load_i3d
-    from vimi.eval.ucf101 import resolve_device
 
     # Every clip has exactly --frames frames: features of clips of other lengths are not comparable.
     for file in real + fake:
@@ -129,9 +135,8 @@ def _fvd(args: argparse.Namespace, cfg) -> int:
         for file in files:
             yield read_video(file, args.frames)
 
-    device = resolve_device(cfg.eval.device)
-    model = load_i3d(cfg.eval.i3d_path, device)
-    value = fvd(clips(real), clips(fake), model=model, batch_size=cfg.eval.batch_size, device=device)
+    model = load_i3d(cfg.eval.i3d_path, args.device)
+    value = fvd(clips(real), clips(fake), model=model, batch_size=cfg.eval.batch_size, device=args.device)
     result = {"fvd": value, "num_real": len(real), "num_fake": len(fake), "frames": args.frames}
     if args.out:
         from vimi.utils.atomic import write_json_atomic
@@ -152,6 +157,6 @@ def _ucf101(args: argparse.Namespace, cfg) -> int:
     def generate(prompts, seeds):
         return pipe(prompts, seed=list(seeds), num_frames=cfg.eval.ucf_num_frames, progress=False)
 
-    results = run_ucf101(args.root, generate, cfg.eval, args.out)
+    results = run_ucf101(args.root, generate, cfg.eval, args.out, device=args.device)
     print(json.dumps({k: v for k, v in results.items() if k != "protocol"}, default=str))
     return 0

@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 from vimi.errors import ConfigError, MediaError
+from vimi.utils.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=None)
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--fps", type=int, default=None, help="frame rate of the written file")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--device", default=None, help="auto, cpu, cuda or cuda:N (default: auto, cuda when available)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     frames = sample.num_frames if args.frames is None else args.frames
     height = sample.height if args.height is None else args.height
     width = sample.width if args.width is None else args.width
-    backbone = cfg.model.backbone
-    check_sample_size(frames, height, width, (backbone.patch_t, backbone.patch_h, backbone.patch_w))
+    resolve_device(args.device)  # a bad --device fails here, before the weights load
+    check_sample_size(frames, height, width, _size_multiple(cfg))
     prompt = to_prompt(args.prompt, images=args.images, base_dir=Path.cwd())
     if args.first_frame is not None:
         try:
@@ -94,6 +97,17 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _size_multiple(cfg) -> tuple[int, int, int]:
+    """(frames, height, width) multiples, as VimiPipeline.size_multiple, from the configs alone (no weights)."""
+    from vimi.models.autoencoders import compression_from_config
+
+    backbone = cfg.model.backbone
+    # A video VAE whose config.json does not state its ratios is checked by the pipeline once it is loaded.
+    temporal, spatial, causal = compression_from_config(cfg.model.autoencoder) or (1, 1, False)
+    frames = 1 if causal else backbone.patch_t * temporal
+    return frames, backbone.patch_h * spatial, backbone.patch_w * spatial
 
 
 def write_video(video, out: Path, fps: int, gif: bool) -> list[Path]:

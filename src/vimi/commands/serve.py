@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 from vimi.errors import ConfigError
+from vimi.utils.device import resolve_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--world", default=None, metavar="DIR", help="GroundedWorld folder for the examples gallery"
     )
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--device", default=None, help="auto, cpu, cuda or cuda:N (default: auto, cuda when available)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port {args.port}: use 0..65535")
     if args.index is not None and not Path(args.index).exists():
         raise ConfigError(f"--index {args.index}: no such index folder; build one with `vimi index`")
+    resolve_device(args.device)  # a bad --device fails here, before gradio and the weights load
     if args.world is not None and not Path(args.world).is_dir():
         raise ConfigError(f"--world {args.world}: no such folder; build one with `vimi world --out DIR`")
     try:
@@ -45,16 +49,19 @@ def run(args: argparse.Namespace) -> int:
     from vimi.serve.examples import find_world_dir, world_examples
 
     pipe = VimiPipeline.from_pretrained(args.checkpoint, device=args.device)
-    out_dir = Path(tempfile.mkdtemp(prefix="vimi-serve-"))  # generated videos and example first frames
-    world_dir = find_world_dir(args.world)
-    examples = world_examples(world_dir, frames_dir=out_dir) if world_dir is not None else []
-    app = build_app(pipe, index=args.index, examples=examples, out_dir=out_dir)
-    print(
-        f"vimi serve: http://{args.host}:{args.port} (device {pipe.device}, {len(examples)} examples)",
-        flush=True,
-    )
-    try:
-        launch_app(app, host=args.host, port=args.port, allowed_paths=[str(world_dir)] if world_dir else None)
-    except OSError as err:  # the port is taken, or the host is not an address of this machine
-        raise ConfigError(f"cannot serve on {args.host}:{args.port}: {err}") from None
+    # Generated videos and example first frames live only as long as the server: removed on any exit.
+    with tempfile.TemporaryDirectory(prefix="vimi-serve-") as tmp:
+        out_dir = Path(tmp)
+        world_dir = find_world_dir(args.world)
+        examples = world_examples(world_dir, frames_dir=out_dir) if world_dir is not None else []
+        app = build_app(pipe, index=args.index, examples=examples, out_dir=out_dir)
+        print(
+            f"vimi serve: http://{args.host}:{args.port} (device {pipe.device}, {len(examples)} examples)",
+            flush=True,
+        )
+        allowed = [str(world_dir)] if world_dir else None
+        try:
+            launch_app(app, host=args.host, port=args.port, allowed_paths=allowed)
+        except OSError as err:  # the port is taken, or the host is not an address of this machine
+            raise ConfigError(f"cannot serve on {args.host}:{args.port}: {err}") from None
     return 0

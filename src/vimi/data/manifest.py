@@ -16,7 +16,6 @@ Layout of a manifest folder:
 refused by readers instead of being read as a complete dataset.
 """
 
-import json
 import logging
 import random
 from collections.abc import Iterable, Iterator
@@ -29,6 +28,7 @@ import torch
 
 from vimi.errors import DataError
 from vimi.utils.atomic import atomic_path, write_json_atomic
+from vimi.utils.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +154,7 @@ def read_index(path: str | Path) -> dict:
                 f"{path}: no {INDEX_FILE}; the dataset is incomplete (an interrupted write?) or not a vimi manifest"
             )
         raise DataError(f"dataset not found: {path}")
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{index_path}: corrupt manifest index: {err}") from None
-    if index.get("format") != FORMAT:
-        raise DataError(f"{index_path}: not a vimi manifest (format={index.get('format')!r})")
-    return index
+    return read_json(index_path, "vimi manifest index", expect_format=FORMAT)
 
 
 def shard_paths(path: str | Path) -> list[Path]:

@@ -14,6 +14,8 @@ Tasks (paper Sec. 3):
   t2v            the caption alone (text-to-video)
 """
 
+import bisect
+import itertools
 import json
 import random
 import re
@@ -21,13 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from vimi.config import DataConfig, VimiConfig
 from vimi.data.image_io import from_uint8
-from vimi.data.manifest import iter_records, manifest_root
+from vimi.data.manifest import iter_records, manifest_root, shard_paths
 from vimi.data.video_io import clip_indices, decode_frames, probe_video, read_video
-from vimi.errors import DataError, MediaError
+from vimi.errors import DataError, MediaError, PromptError
 from vimi.prompt import INSTRUCTIONS, Image, MultimodalPrompt, Text, apply_template, parse_prompt
 
 
@@ -110,17 +114,69 @@ class VideoClips:
         return from_uint8(frames[indices])  # [T, H, W, C] -> [C, T, H, W]
 
 
-def read_rows(path: str | Path, what: str, needed: tuple[str, ...]) -> list[dict]:
-    """All rows of a manifest, checking that the columns a task needs are there."""
-    rows = list(iter_records(path))
-    if not rows:
+# Columns the video-text tasks read besides caption and video (each only where the manifest has it).
+VIDEO_TASK_COLUMNS = ("id", "subjects", "subject_names", "subject_images")
+
+
+class ManifestRows:
+    """A manifest's rows kept as memory-mapped Arrow tables (one per shard); row i becomes a dict on access.
+
+    Why not a list of dicts: every rank and DataLoader worker would hold every row as Python objects,
+    and refcount updates on them defeat fork's copy-on-write. Arrow buffers are never written, so
+    forked workers share them. Only the `needed` and the present `optional` columns are read.
+    """
+
+    def __init__(self, path: str | Path, what: str, needed: tuple[str, ...], optional: tuple[str, ...] = ()):
+        self.path = Path(path)
+        names = require_columns(path, what, needed)
+        self.columns = [c for c in (*needed, *optional) if c in names]
+        tables = [_read_shard(shard, self.columns) for shard in shard_paths(path)]
+        self.tables = [table for table in tables if table.num_rows]
+        self.ends = list(
+            itertools.accumulate(table.num_rows for table in self.tables)
+        )  # cumulative row counts
+
+    def __len__(self) -> int:
+        return self.ends[-1]
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < len(self):
+            raise IndexError(f"row {i} of {self.path} ({len(self)} rows)")
+        shard = bisect.bisect_right(self.ends, i)
+        start = self.ends[shard - 1] if shard else 0
+        return self.tables[shard].slice(i - start, 1).to_pylist()[0]
+
+
+def require_columns(path: str | Path, what: str, needed: tuple[str, ...]) -> list[str]:
+    """The column names of a manifest; DataError if it has no rows or lacks a column a task needs."""
+    shards = shard_paths(path)
+    if not sum(_shard_rows(shard) for shard in shards):
         raise DataError(f"{path}: the {what} manifest has no rows")
-    missing = [c for c in needed if c not in rows[0]]
+    try:
+        names = pq.read_schema(shards[0]).names
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{shards[0]}: unreadable manifest shard: {err}") from None
+    missing = [c for c in needed if c not in names]
     if missing:
         raise DataError(
-            f"{path}: the {what} manifest lacks column(s) {', '.join(missing)}; has {', '.join(rows[0])}"
+            f"{path}: the {what} manifest lacks column(s) {', '.join(missing)}; has {', '.join(names)}"
         )
-    return rows
+    return names
+
+
+def _shard_rows(shard: Path) -> int:
+    try:
+        return pq.ParquetFile(shard).metadata.num_rows
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{shard}: unreadable manifest shard: {err}") from None
+
+
+def _read_shard(shard: Path, columns: list[str]) -> pa.Table:
+    """The given columns of one Parquet shard, memory-mapped."""
+    try:
+        return pq.read_table(shard, columns=columns, memory_map=True)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{shard}: unreadable manifest shard: {err}") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -132,13 +188,17 @@ class PromptedVideoTask:
     """Rows of a build-prompts manifest: a serialised interleaved `prompt` (JSON) and a `video` path."""
 
     def __init__(self, manifest: str | Path, cfg: DataConfig, task: str):
-        self.rows = read_rows(manifest, "multimodal-prompt", ("prompt", "video"))
+        self.rows = ManifestRows(manifest, "multimodal-prompt", ("prompt", "video"), ("id",))
         self.root = manifest_root(manifest)
         self.clips = VideoClips(self.root, cfg, cfg.in_memory)
         self.task = task
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @property
+    def manifest(self) -> Path:
+        return self.rows.path
 
     def make(self, i: int, rng: random.Random, cfg: VimiConfig):
         row = self.rows[i]
@@ -151,11 +211,15 @@ class PromptedVideoTask:
 class CaptionTask:
     """Rows of a video-text manifest (id, caption, video) as plain text-to-video samples."""
 
-    def __init__(self, rows: list[dict], clips: VideoClips):
+    def __init__(self, rows: ManifestRows, clips: VideoClips):
         self.rows, self.clips = rows, clips
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @property
+    def manifest(self) -> Path:
+        return self.rows.path
 
     def make(self, i: int, rng: random.Random, cfg: VimiConfig):
         row = self.rows[i]
@@ -195,7 +259,7 @@ class SubjectTask(CaptionTask):
     """
 
     def __init__(
-        self, rows: list[dict], clips: VideoClips, subject_images: dict[str, list[str]], memory_root: Path
+        self, rows: ManifestRows, clips: VideoClips, subject_images: dict[str, list[str]], memory_root: Path
     ):
         super().__init__(rows, clips)
         self.subject_images = subject_images
@@ -268,8 +332,9 @@ class TaskMixture(torch.utils.data.Dataset):
         row = rng.randrange(len(task))
         try:
             prompt, video, context, context_mask = task.make(row, rng, self.cfg)
-        except MediaError as err:
-            raise DataError(f"task {name}, row {row}: {err}") from None
+            require_image_files(prompt)
+        except (MediaError, PromptError, json.JSONDecodeError, KeyError) as err:
+            raise DataError(f"task {name}, row {row} of {task.manifest}: {describe_row_error(err)}") from None
         if self.cfg.train.text_only:
             prompt = prompt.drop_images()
         if dropout:
@@ -279,6 +344,22 @@ class TaskMixture(torch.utils.data.Dataset):
     def fixed_samples(self, n: int) -> list[TaskSample]:
         """`n` eval samples without dropout, cycling through the active tasks (for periodic sample videos)."""
         return [self.sample(i, False, "eval", self.names[i % len(self.names)]) for i in range(n)]
+
+
+def require_image_files(prompt: MultimodalPrompt) -> None:
+    """PromptError naming the first prompt image file that is missing (a stat; the encoder reads it later)."""
+    for path in filter(None, (image.path for image in prompt.images)):
+        if not Path(path).is_file():
+            raise PromptError(f"prompt image not found: {path}")
+
+
+def describe_row_error(err: Exception) -> str:
+    """What is wrong with a manifest row, for the DataError that names the task, row and manifest."""
+    if isinstance(err, json.JSONDecodeError):
+        return f"the `prompt` column is not valid JSON ({err}); rebuild the dataset with `vimi build-prompts`"
+    if isinstance(err, KeyError):
+        return f"the row lacks field {err}; check the manifest's columns"
+    return str(err)
 
 
 def drop_condition(prompt: MultimodalPrompt, u: float, cfg: VimiConfig) -> MultimodalPrompt:
@@ -328,7 +409,9 @@ def build_task_dataset(cfg: VimiConfig) -> TaskMixture:
     if video_tasks:
         videos_path = cfg.data.video_manifest or str(Path(cfg.data.world_dir) / "videos" / "train")
         key = "data.video_manifest" if cfg.data.video_manifest else "data.world_dir"
-        rows = read_rows(_existing(videos_path, key), "video-text", ("caption", "video"))
+        rows = ManifestRows(
+            _existing(videos_path, key), "video-text", ("caption", "video"), VIDEO_TASK_COLUMNS
+        )
         clips = VideoClips(manifest_root(videos_path), cfg.data, cfg.data.in_memory)
         if "predict" in video_tasks:
             tasks["predict"] = PredictTask(rows, clips)
@@ -339,9 +422,9 @@ def build_task_dataset(cfg: VimiConfig) -> TaskMixture:
     return TaskMixture(tasks, weights, cfg)
 
 
-def _subject_task(cfg: VimiConfig, rows: list[dict], clips: VideoClips) -> SubjectTask:
+def _subject_task(cfg: VimiConfig, rows: ManifestRows, clips: VideoClips) -> SubjectTask:
     """GroundedWorld: subject images from WORLD/memory; real data: the rows' own subject crops."""
-    if "subject_images" in rows[0]:
+    if "subject_images" in rows.columns:
         return SubjectTask(rows, clips, {}, clips.root)
     memory_path = Path(cfg.data.world_dir) / "memory"
     if not memory_path.exists():
@@ -349,11 +432,12 @@ def _subject_task(cfg: VimiConfig, rows: list[dict], clips: VideoClips) -> Subje
             f"task subject needs subject images: {memory_path} (GroundedWorld memory) does not exist and the "
             "video manifest has no subject_images column; build the world or set train.tasks.subject=0"
         )
+    require_columns(memory_path, "memory", ("image", "kind", "subject"))
     subject_images: dict[str, list[str]] = {}
-    for row in read_rows(memory_path, "memory", ("image", "kind", "subject")):
+    for row in iter_records(memory_path, columns=["image", "kind", "subject"]):
         if row["kind"] == "subject" and row["subject"]:
             subject_images.setdefault(row["subject"], []).append(row["image"])
-    if "subjects" not in rows[0]:
+    if "subjects" not in rows.columns:
         raise DataError(
             "task subject: the video manifest has no `subjects` column naming each video's subjects"
         )

@@ -4,6 +4,7 @@ Frame indices are positions in decode order (0, 1, 2, ...), not timestamps: the 
 are constant frame rate, and counting frames is robust to odd container timestamps.
 """
 
+import io
 import math
 import random
 from dataclasses import dataclass
@@ -204,19 +205,27 @@ def write_mp4(
     return path
 
 
+def gif_bytes(video: torch.Tensor, fps: int = 8) -> bytes:
+    """A looping GIF89a of [C, T, H, W] in [-1, 1], in memory (Pillow, one 256-colour palette per frame)."""
+    images = [Image.fromarray(frame) for frame in _video_frames(video)]  # [C, T, H, W] -> T x [H, W, C]
+    buffer = io.BytesIO()
+    images[0].save(
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=max(round(1000 / fps), 20),  # browsers clamp delays below 20 ms
+        loop=0,
+    )
+    return buffer.getvalue()
+
+
 def write_gif(video: torch.Tensor, path: str | Path, fps: int = 8) -> Path:
-    """Write [C, T, H, W] in [-1, 1] as a looping GIF (Pillow, 256-colour palette), atomically."""
-    images = [Image.fromarray(frame) for frame in _video_frames(video)]
+    """Write [C, T, H, W] in [-1, 1] as a looping GIF (see `gif_bytes`), atomically."""
     path = Path(path)
+    data = gif_bytes(video, fps)
     with atomic_path(path) as tmp:
-        images[0].save(
-            tmp,
-            format="GIF",
-            save_all=True,
-            append_images=images[1:],
-            duration=max(round(1000 / fps), 20),  # browsers clamp delays below 20 ms
-            loop=0,
-        )
+        tmp.write_bytes(data)
     return path
 
 

@@ -23,6 +23,7 @@ import webdataset as wds
 from vimi.data.manifest import iter_records, manifest_root
 from vimi.errors import DataError, MediaError
 from vimi.utils.atomic import atomic_path, write_json_atomic
+from vimi.utils.files import read_json
 
 INDEX_FILE = "wds_index.json"
 FORMAT = "vimi-webdataset"
@@ -99,9 +100,7 @@ def shard_urls(pattern_or_dir: str | Path) -> list[str]:
             raise DataError(
                 f"{path}: no {INDEX_FILE}; the export is incomplete (interrupted?) or not a vimi export"
             )
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-        if index.get("format") != FORMAT:
-            raise DataError(f"{index_path}: not a vimi WebDataset index (format={index.get('format')!r})")
+        index = read_json(index_path, "vimi WebDataset index", expect_format=FORMAT)
         urls = [str(path / shard["file"]) for shard in index["shards"]]
     else:
         urls = list(wds.shardlists.expand_urls(str(pattern_or_dir)))

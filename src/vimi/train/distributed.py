@@ -9,6 +9,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from vimi.utils.device import resolve_device
+
 log = logging.getLogger(__name__)
 
 
@@ -35,11 +37,10 @@ def init_distributed() -> DistInfo:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
+    device = resolve_device("auto")
+    if device.type == "cuda":  # one GPU per process: torchrun's LOCAL_RANK picks it
+        device = resolve_device(f"cuda:{local_rank}")
+        torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
@@ -63,15 +64,6 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
         value /= dist.get_world_size()
     return value
-
-
-def broadcast_object(obj, src: int = 0):
-    """Rank `src`'s python object on every rank."""
-    if not dist.is_initialized():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
 
 
 def gather_objects(obj) -> list:
@@ -122,11 +114,6 @@ def broadcast_module_state(model: nn.Module, src: int = 0) -> None:
     with torch.no_grad():
         for tensor in [*model.parameters(), *model.buffers()]:
             dist.broadcast(tensor.data, src=src)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module under a DDP wrapper (FSDP2 modifies the module in place, nothing to unwrap)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def full_tensor(tensor: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,5 @@
 """Run logging on rank 0: progress bar (loss, steps/s, ETA), TensorBoard events, a JSONL of metrics, sample videos."""
 
-import io
 import json
 import logging
 import time
@@ -8,6 +7,9 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+
+from vimi.data.video_io import gif_bytes, write_gif, write_mp4
+from vimi.utils.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +70,6 @@ class RunLogger:
         """Write each video [C, T, H, W] in [-1, 1] as mp4 and gif under out_dir/samples, and to TensorBoard."""
         if not self.enabled:
             return []
-        from vimi.data.video_io import write_gif, write_mp4
-
         written = []
         folder = self.out_dir / "samples"
         for name, video in videos.items():
@@ -91,27 +91,6 @@ class RunLogger:
             self.writer.close()
 
 
-def gif_bytes(video: torch.Tensor, fps: int) -> bytes:
-    """A looping GIF89a of a video [C, T, H, W] in [-1, 1], in memory (Pillow, one palette per frame)."""
-    from PIL import Image
-
-    from vimi.data.image_io import to_uint8
-
-    if video.ndim != 4 or video.shape[0] != 3:
-        raise ValueError(f"expected a video [3, T, H, W], got shape {tuple(video.shape)}")
-    frames = [Image.fromarray(frame) for frame in to_uint8(video)]  # [C, T, H, W] -> T x [H, W, C]
-    buffer = io.BytesIO()
-    frames[0].save(
-        buffer,
-        format="GIF",
-        save_all=True,
-        append_images=frames[1:],
-        duration=max(round(1000 / fps), 20),  # browsers clamp delays below 20 ms
-        loop=0,
-    )
-    return buffer.getvalue()
-
-
 def video_summary(tag: str, video: torch.Tensor, fps: int):
     """A TensorBoard video summary (the animated-GIF image summary that add_video writes) of [C, T, H, W]."""
     from tensorboard.compat.proto.summary_pb2 import Summary
@@ -124,22 +103,34 @@ def video_summary(tag: str, video: torch.Tensor, fps: int):
 
 
 def read_metrics(out_dir: str | Path) -> list[dict]:
-    """The JSONL metrics of a run, one dict per logged step."""
-    path = Path(out_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The JSONL metrics of a run, one dict per logged step (lines torn by a kill are skipped)."""
+    return [record for _, record in _read_records(Path(out_dir) / METRICS_FILE)]
 
 
 def _truncate_after(path: Path, step: int) -> None:
-    if not path.is_file():
-        return
-    from vimi.utils.atomic import atomic_open
+    """Keep the JSONL lines up to `step`, dropping lines that do not parse (so a torn last line never blocks --resume)."""
+    kept = [line for line, record in _read_records(path) if record["step"] <= step]
+    if path.is_file():
+        with atomic_open(path, "w", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in kept))
 
-    kept = [
-        line
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and json.loads(line)["step"] <= step
-    ]
-    with atomic_open(path, "w", encoding="utf-8") as f:
-        f.write("".join(line + "\n" for line in kept))
+
+def _read_records(path: Path) -> list[tuple[str, dict]]:
+    """(line, record) for each metrics line; a line that is not a JSON object with a step is logged and skipped."""
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                raise ValueError("no integer step")
+        except ValueError:  # json.JSONDecodeError is a ValueError
+            log.warning(
+                "%s line %d is not a metrics record (a torn write?); skipping it: %.80r", path, number, line
+            )
+            continue
+        records.append((line, record))
+    return records

@@ -8,7 +8,6 @@ bit-exact on CPU.
 """
 
 import contextlib
-import json
 import logging
 import math
 import time
@@ -26,6 +25,7 @@ from vimi.train import distributed as dist
 from vimi.train.ema import EMA
 from vimi.train.logging import RunLogger
 from vimi.train.optim import build_optimizer, build_scheduler
+from vimi.utils.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,14 @@ def check_config(cfg: VimiConfig, world_size: int = 1) -> None:
         raise ConfigError(f"train.steps must be >= 1, got {train.steps}")
     if train.grad_accum < 1 or train.batch_size < 1:
         raise ConfigError("train.batch_size and train.grad_accum must be >= 1")
+    # Steps between logs / checkpoints / sample videos (0 turns samples off; the last step always logs and saves).
+    for key, value, least in (
+        ("log_every", train.log_every, 1),
+        ("ckpt_every", train.ckpt_every, 1),
+        ("sample_every", train.sample_every, 0),
+    ):
+        if value < least:
+            raise ConfigError(f"train.{key} must be >= {least} (a step interval), got {value}")
     if train.batch_size % (world_size * train.grad_accum):
         raise ConfigError(
             f"train.batch_size={train.batch_size} must be divisible by world size {world_size} x "
@@ -177,8 +185,7 @@ class Trainer:
         )
         if eval_samples and info.is_main:
             prompts = [{"task": s.prompt.task, "prompt": s.prompt.placeholder_text} for s in eval_samples]
-            (self.out_dir / "samples").mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "samples" / "prompts.json").write_text(json.dumps(prompts, indent=2) + "\n")
+            write_json_atomic(self.out_dir / "samples" / "prompts.json", prompts)
         batches = self._batches()
         last = None
         try:

@@ -1,4 +1,4 @@
-"""Atomic file writes: write to a temporary file in the same folder, fsync, then rename.
+"""Atomic writes: write to a temporary file (or folder) beside the target, fsync, then rename.
 
 A reader (or a resumed run) therefore sees either the old file or the complete new one, never a
 half-written file that looks complete, whatever moment the writer is killed at.
@@ -7,6 +7,7 @@ half-written file that looks complete, whatever moment the writer is killed at.
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,43 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
         f.flush()
 
 
+@contextlib.contextmanager
+def atomic_directory(
+    path: str | os.PathLike, marker: str | None = None, marker_text: str = "", fsync: bool = True
+) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; on success it replaces `path`, on error it is removed.
+
+    Files are fsynced (unless `fsync=False`, for folders that are cheap to rebuild), then `marker` is
+    written last, so a folder holding the marker is complete. An existing `path` is moved aside before
+    the rename and deleted after it, so a crash at any moment loses neither the old nor the new folder.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp makes 0700 folders
+        yield tmp
+        if fsync:
+            _fsync_tree(tmp)
+        if marker:
+            with open(tmp / marker, "w", encoding="utf-8") as f:
+                f.write(marker_text)
+                f.flush()
+                os.fsync(f.fileno())
+            _fsync_dir(tmp)
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     with atomic_open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
@@ -53,6 +91,15 @@ def _current_umask() -> int:
     umask = os.umask(0o022)
     os.umask(umask)  # reading the umask requires setting it; restore it at once
     return umask
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    for sub in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        _fsync_dir(sub)
 
 
 def _fsync_dir(folder: Path) -> None:

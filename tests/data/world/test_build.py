@@ -189,3 +189,9 @@ def test_refuses_to_overwrite_or_delete_foreign_folders(tiny_world_dir, tmp_path
     assert (foreign / "notes.txt").read_text() == "keep me"
     with pytest.raises(DataError, match="vimi world"):
         load_world(tmp_path / "missing")
+
+
+def test_corrupt_world_file_is_a_data_error_naming_it(tmp_path):
+    (tmp_path / "world.json").write_text('{"format": "vimi-grounded')
+    with pytest.raises(DataError, match=r"world\.json: corrupt GroundedWorld file"):
+        load_world(tmp_path)

@@ -10,8 +10,6 @@ so WORLD is either absent, the old world, or the complete new one.
 """
 
 import logging
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +30,7 @@ from vimi.data.world.scenes import SCENES
 from vimi.data.world.subjects import Subject, sample_subjects
 from vimi.data.world.videos import plan_videos
 from vimi.errors import DataError
-from vimi.utils.atomic import write_json_atomic
+from vimi.utils.atomic import atomic_directory, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +84,17 @@ def build_world(
     check_world_config(cfg)
     out_dir = Path(out_dir)
     _check_target(out_dir, overwrite)
-    staging = out_dir.parent / f".{out_dir.name}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)  # a crashed earlier build of this same folder
-    staging.mkdir(parents=True)
+    # Thousands of small files: no per-file fsync (a lost world is rebuilt from its seed), but the folder
+    # appears complete or not at all, and an old world is replaced only once the new one is whole.
+    with atomic_directory(out_dir, fsync=False) as staging:
+        summary = _build_into(staging, out_dir, cfg, progress)
+    return summary
+
+
+def _build_into(
+    staging: Path, out_dir: Path, cfg: WorldConfig, progress: Callable[[str, int], None] | None
+) -> WorldSummary:
+    """Render and write every part of the world into `staging` (renamed to `out_dir` by the caller)."""
     summary = WorldSummary(out_dir, cfg)
     clock = time.perf_counter()
 
@@ -127,9 +132,6 @@ def build_world(
         motions=len(MOTIONS),
     )
     write_json_atomic(staging / WORLD_FILE, _world_json(cfg, subjects, distractors, renderer, summary.counts))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)  # _check_target allowed it: an old world, or an empty folder
-    os.replace(staging, out_dir)
     lap("finish")
     return summary
 

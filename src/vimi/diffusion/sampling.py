@@ -1,0 +1,63 @@
+"""`sample_videos`: the one sampling procedure (three conditions, noise, guided sampler, decode).
+
+VimiPipeline and the trainer's periodic samples both call it, so a checkpoint's training samples
+are drawn exactly as `vimi generate` would draw them.
+"""
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from vimi.config import DiffusionConfig
+from vimi.diffusion.edm import sampling_sigmas
+from vimi.diffusion.guidance import multimodal_guidance
+from vimi.diffusion.noise import randn_per_sample
+from vimi.diffusion.samplers import SAMPLERS
+
+if TYPE_CHECKING:  # vimi_model imports vimi.diffusion; a runtime import here would be circular
+    from vimi.models.vimi_model import VimiModel
+    from vimi.prompt import MultimodalPrompt
+
+
+@torch.no_grad()
+def sample_videos(
+    model: "VimiModel",
+    prompts: "list[MultimodalPrompt]",
+    latent_shape: tuple[int, ...],
+    seeds: list[int],
+    diffusion: DiffusionConfig,
+    *,
+    steps: int,
+    sampler: str,
+    guidance_text: float,
+    guidance_image: float,
+    context: Tensor | None = None,
+    context_mask: Tensor | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> Tensor:
+    """Videos [B, C, T, H, W] in [-1, 1] (float32) for templated prompts; sample i's noise depends only on seeds[i].
+
+    `latent_shape` is [B, C, t, h, w] of the diffusion space; `context` [B, 3, T, H, W] and
+    `context_mask` [B, 1, T, H, W] are the given frames, which constrain all three conditions
+    (guidance is over the prompt only).
+    """
+    # Conditions: the full prompt, its image-only variant and the unconditional (empty) prompt.
+    variants = {
+        "cond": prompts,
+        "cond_image": [p.drop_text() for p in prompts],
+        "cond_uncond": [p.drop_text().drop_images() for p in prompts],
+    }
+    conds = {name: model.condition(variant, context, context_mask) for name, variant in variants.items()}
+
+    sigmas = sampling_sigmas(steps, diffusion, latent_shape, device=device)
+    noise = randn_per_sample(latent_shape, seeds, device=device, dtype=torch.float32)
+    latents = noise * sigmas[0].to(torch.float32)
+
+    def denoise(x: Tensor, sigma: Tensor, cond: dict) -> Tensor:
+        return model.denoiser(x, sigma, cond)
+
+    guided = multimodal_guidance(denoise, guidance_text, guidance_image)
+    latents = SAMPLERS[sampler](guided, latents, sigmas, extra_args=conds, disable=not progress)
+    return model.autoencoder.decode(latents).float().clamp(-1.0, 1.0)
