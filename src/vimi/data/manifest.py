@@ -16,6 +16,8 @@ Layout of a manifest folder:
 refused by readers instead of being read as a complete dataset.
 """
 
+import bisect
+import itertools
 import logging
 import random
 from collections.abc import Iterable, Iterator
@@ -181,10 +183,14 @@ def manifest_root(path: str | Path) -> Path:
 
 
 def count_rows(path: str | Path) -> int:
+    """Rows of a manifest folder (from its index) or of one shard (from its Parquet footer)."""
     path = Path(path)
-    if path.suffix == ".parquet":
+    if path.suffix != ".parquet":
+        return int(read_index(path)["rows"])
+    try:
         return pq.ParquetFile(path).metadata.num_rows
-    return int(read_index(path)["rows"])
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{path}: unreadable manifest shard: {err}") from None
 
 
 def iter_records(
@@ -200,6 +206,60 @@ def _iter_shard(shard: Path, columns: list[str] | None, batch_rows: int) -> Iter
         parquet = pq.ParquetFile(shard)
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
             yield from batch.to_pylist()
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{shard}: unreadable manifest shard: {err}") from None
+
+
+class ManifestRows:
+    """A manifest's rows kept as memory-mapped Arrow tables (one per shard); row i becomes a dict on access.
+
+    Why not a list of dicts: every rank and DataLoader worker would hold every row as Python objects,
+    and refcount updates on them defeat fork's copy-on-write. Arrow buffers are never written, so
+    forked workers share them. Only the `needed` and the present `optional` columns are read.
+    """
+
+    def __init__(self, path: str | Path, what: str, needed: tuple[str, ...], optional: tuple[str, ...] = ()):
+        self.path = Path(path)
+        names = require_columns(path, what, needed)
+        self.columns = [c for c in (*needed, *optional) if c in names]
+        tables = [_read_columns(shard, self.columns) for shard in shard_paths(path)]
+        self.tables = [table for table in tables if table.num_rows]
+        self.ends = list(
+            itertools.accumulate(table.num_rows for table in self.tables)
+        )  # cumulative row counts
+
+    def __len__(self) -> int:
+        return self.ends[-1]
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < len(self):
+            raise IndexError(f"row {i} of {self.path} ({len(self)} rows)")
+        shard = bisect.bisect_right(self.ends, i)
+        start = self.ends[shard - 1] if shard else 0
+        return self.tables[shard].slice(i - start, 1).to_pylist()[0]
+
+
+def require_columns(path: str | Path, what: str, needed: tuple[str, ...]) -> list[str]:
+    """The column names of a manifest; DataError if it has no rows or lacks a column a task needs."""
+    shards = shard_paths(path)
+    if not sum(count_rows(shard) for shard in shards):
+        raise DataError(f"{path}: the {what} manifest has no rows")
+    try:
+        names = pq.read_schema(shards[0]).names
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{shards[0]}: unreadable manifest shard: {err}") from None
+    missing = [c for c in needed if c not in names]
+    if missing:
+        raise DataError(
+            f"{path}: the {what} manifest lacks column(s) {', '.join(missing)}; has {', '.join(names)}"
+        )
+    return names
+
+
+def _read_columns(shard: Path, columns: list[str]) -> pa.Table:
+    """The given columns of one Parquet shard, memory-mapped."""
+    try:
+        return pq.read_table(shard, columns=columns, memory_map=True)
     except (pa.ArrowInvalid, OSError) as err:
         raise DataError(f"{shard}: unreadable manifest shard: {err}") from None
 

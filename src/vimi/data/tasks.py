@@ -14,8 +14,6 @@ Tasks (paper Sec. 3):
   t2v            the caption alone (text-to-video)
 """
 
-import bisect
-import itertools
 import json
 import random
 import re
@@ -23,13 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from vimi.config import DataConfig, VimiConfig
 from vimi.data.image_io import from_uint8
-from vimi.data.manifest import iter_records, manifest_root, shard_paths
+from vimi.data.manifest import ManifestRows, iter_records, manifest_root, require_columns
 from vimi.data.video_io import clip_indices, decode_frames, probe_video, read_video
 from vimi.errors import DataError, MediaError, PromptError
 from vimi.prompt import INSTRUCTIONS, Image, MultimodalPrompt, Text, apply_template, parse_prompt
@@ -116,67 +112,6 @@ class VideoClips:
 
 # Columns the video-text tasks read besides caption and video (each only where the manifest has it).
 VIDEO_TASK_COLUMNS = ("id", "subjects", "subject_names", "subject_images")
-
-
-class ManifestRows:
-    """A manifest's rows kept as memory-mapped Arrow tables (one per shard); row i becomes a dict on access.
-
-    Why not a list of dicts: every rank and DataLoader worker would hold every row as Python objects,
-    and refcount updates on them defeat fork's copy-on-write. Arrow buffers are never written, so
-    forked workers share them. Only the `needed` and the present `optional` columns are read.
-    """
-
-    def __init__(self, path: str | Path, what: str, needed: tuple[str, ...], optional: tuple[str, ...] = ()):
-        self.path = Path(path)
-        names = require_columns(path, what, needed)
-        self.columns = [c for c in (*needed, *optional) if c in names]
-        tables = [_read_shard(shard, self.columns) for shard in shard_paths(path)]
-        self.tables = [table for table in tables if table.num_rows]
-        self.ends = list(
-            itertools.accumulate(table.num_rows for table in self.tables)
-        )  # cumulative row counts
-
-    def __len__(self) -> int:
-        return self.ends[-1]
-
-    def __getitem__(self, i: int) -> dict:
-        if not 0 <= i < len(self):
-            raise IndexError(f"row {i} of {self.path} ({len(self)} rows)")
-        shard = bisect.bisect_right(self.ends, i)
-        start = self.ends[shard - 1] if shard else 0
-        return self.tables[shard].slice(i - start, 1).to_pylist()[0]
-
-
-def require_columns(path: str | Path, what: str, needed: tuple[str, ...]) -> list[str]:
-    """The column names of a manifest; DataError if it has no rows or lacks a column a task needs."""
-    shards = shard_paths(path)
-    if not sum(_shard_rows(shard) for shard in shards):
-        raise DataError(f"{path}: the {what} manifest has no rows")
-    try:
-        names = pq.read_schema(shards[0]).names
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(f"{shards[0]}: unreadable manifest shard: {err}") from None
-    missing = [c for c in needed if c not in names]
-    if missing:
-        raise DataError(
-            f"{path}: the {what} manifest lacks column(s) {', '.join(missing)}; has {', '.join(names)}"
-        )
-    return names
-
-
-def _shard_rows(shard: Path) -> int:
-    try:
-        return pq.ParquetFile(shard).metadata.num_rows
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(f"{shard}: unreadable manifest shard: {err}") from None
-
-
-def _read_shard(shard: Path, columns: list[str]) -> pa.Table:
-    """The given columns of one Parquet shard, memory-mapped."""
-    try:
-        return pq.read_table(shard, columns=columns, memory_map=True)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(f"{shard}: unreadable manifest shard: {err}") from None
 
 
 # --------------------------------------------------------------------------------------------------
