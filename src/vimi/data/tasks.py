@@ -119,32 +119,8 @@ VIDEO_TASK_COLUMNS = ("id", "subjects", "subject_names", "subject_images")
 # --------------------------------------------------------------------------------------------------
 
 
-class PromptedVideoTask:
-    """Rows of a build-prompts manifest: a serialised interleaved `prompt` (JSON) and a `video` path."""
-
-    def __init__(self, manifest: str | Path, cfg: DataConfig, task: str):
-        self.rows = ManifestRows(manifest, "multimodal-prompt", ("prompt", "video"), ("id",))
-        self.root = manifest_root(manifest)
-        self.clips = VideoClips(self.root, cfg, cfg.in_memory)
-        self.task = task
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @property
-    def manifest(self) -> Path:
-        return self.rows.path
-
-    def make(self, i: int, rng: random.Random, cfg: VimiConfig):
-        row = self.rows[i]
-        data = json.loads(row["prompt"]) if isinstance(row["prompt"], str) else row["prompt"]
-        prompt = MultimodalPrompt.from_dict(data, base_dir=self.root)
-        prompt = apply_template(self.task, MultimodalPrompt(prompt.segments, self.task))
-        return prompt, self.clips.clip(row["video"], rng), None, None
-
-
-class CaptionTask:
-    """Rows of a video-text manifest (id, caption, video) as plain text-to-video samples."""
+class ManifestTask:
+    """A task over the rows of one manifest and the clips they reference; subclasses define `make`."""
 
     def __init__(self, rows: ManifestRows, clips: VideoClips):
         self.rows, self.clips = rows, clips
@@ -155,6 +131,27 @@ class CaptionTask:
     @property
     def manifest(self) -> Path:
         return self.rows.path
+
+
+class PromptedVideoTask(ManifestTask):
+    """Rows of a build-prompts manifest: a serialised interleaved `prompt` (JSON) and a `video` path."""
+
+    def __init__(self, manifest: str | Path, cfg: DataConfig, task: str):
+        self.root = manifest_root(manifest)
+        rows = ManifestRows(manifest, "multimodal-prompt", ("prompt", "video"), ("id",))
+        super().__init__(rows, VideoClips(self.root, cfg, cfg.in_memory))
+        self.task = task
+
+    def make(self, i: int, rng: random.Random, cfg: VimiConfig):
+        row = self.rows[i]
+        data = json.loads(row["prompt"]) if isinstance(row["prompt"], str) else row["prompt"]
+        prompt = MultimodalPrompt.from_dict(data, base_dir=self.root)
+        prompt = apply_template(self.task, MultimodalPrompt(prompt.segments, self.task))
+        return prompt, self.clips.clip(row["video"], rng), None, None
+
+
+class CaptionTask(ManifestTask):
+    """Rows of a video-text manifest (id, caption, video) as plain text-to-video samples."""
 
     def make(self, i: int, rng: random.Random, cfg: VimiConfig):
         row = self.rows[i]
