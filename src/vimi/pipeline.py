@@ -142,7 +142,7 @@ class VimiPipeline:
             if dtype is not None:
                 weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
             save_file(weights, tmp / WEIGHTS_NAME)
-        return path
+        return Path(path)
 
     # ----------------------------------------------------------------------------------------------
     # Inputs
