@@ -23,7 +23,7 @@ def test_demo_writes_report_videos_and_metrics(tiny_checkpoint, tmp_path, capsys
     prompts = metrics["vimi"]["per_prompt"]
     html = report.read_text()
     for prompt in prompts:  # one report row and one mp4 + gif per generated video
-        stem = f"{prompt['task']}-{prompt['id']}"
+        stem = prompt["id"]
         mp4 = out / "report" / "videos" / "vimi" / f"{stem}.mp4"
         assert (mp4.with_suffix(".gif")).is_file()
         with av.open(str(mp4)) as container:

@@ -78,6 +78,6 @@ def format_metrics(summary: dict, names: Sequence[str]) -> list[str]:
 
 def _save_videos(result: BenchResult, folder: Path, fps: int) -> None:
     for item, video in zip(result.items, result.videos):
-        stem = f"{item.task}-{item.id}"
+        stem = item.id  # ids are unique across tasks ("subject-heldout-000003")
         write_mp4(video, folder / f"{stem}.mp4", fps=fps)
         write_gif(video, folder / f"{stem}.gif", fps=fps)
