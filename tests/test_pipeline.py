@@ -57,6 +57,18 @@ def test_batch_equals_per_sample_results(pipe, subject_prompt, real_photos):
     )
 
 
+def test_stochastic_sampler_is_seeded_per_sample(pipe, subject_prompt):
+    prompts = [subject_prompt, "a small blue cube slides left"]
+    batch = generate(pipe, prompts, seed=[3, 9], sampler="euler_ancestral")
+    for i, seed in enumerate([3, 9]):
+        single = generate(pipe, prompts[i], seed=seed, sampler="euler_ancestral")
+        torch.testing.assert_close(batch[i : i + 1], single, atol=1e-4, rtol=0)
+    other = generate(pipe, prompts[0], seed=4, sampler="euler_ancestral")
+    assert (other - batch[:1]).abs().mean() > 1e-2
+    deterministic = generate(pipe, prompts[0], seed=3, sampler="euler")
+    assert (deterministic - batch[:1]).abs().mean() > 1e-3  # the fresh noise matters
+
+
 def test_save_load_round_trip_gives_identical_outputs(pipe, subject_prompt, tmp_path):
     saved = pipe.save_pretrained(tmp_path / "copy")
     assert sorted(p.name for p in saved.iterdir()) == ["COMPLETE", "config.json", "model.safetensors"]
@@ -113,6 +125,22 @@ def test_index_grounds_a_text_only_prompt(pipe, tmp_path):
     grounded = generate(pipe, caption, index=tmp_path / "index", seed=0)
     plain = generate(pipe, caption, seed=0)
     assert (grounded - plain).abs().mean() > 1e-3
+
+
+def test_text_only_checkpoint_gets_prompts_without_images(pipe, subject_prompt, real_photos):
+    import copy
+
+    baseline = VimiPipeline(pipe.model, copy.deepcopy(pipe.cfg), device="cpu")
+    baseline.cfg.train.text_only = True
+    prompt = baseline.prepare_prompt(subject_prompt)
+    assert prompt.task == "subject" and not prompt.images and "spins in" in prompt.text
+    assert pipe.prepare_prompt(subject_prompt).images  # the image-prompted model keeps them
+    # The images make no difference to the baseline, the given frame still does.
+    with_images = generate(baseline, subject_prompt, seed=0)
+    without = generate(baseline, baseline.prepare_prompt(subject_prompt), seed=0)
+    torch.testing.assert_close(with_images, without)
+    framed = generate(baseline, "the cat jumps", first_frame=real_photos["cat.jpg"], seed=0)
+    assert (framed - generate(baseline, "the cat jumps", seed=0)).abs().mean() > 1e-3
 
 
 @pytest.mark.parametrize(

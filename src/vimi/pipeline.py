@@ -159,7 +159,15 @@ class VimiPipeline:
     def prepare_prompt(
         self, prompt: PromptInput, first_frame: FrameInput | None = None, index: Any = None
     ) -> MultimodalPrompt:
-        """One user prompt -> the templated MultimodalPrompt of its task (predict, retrieval_t2v, subject, t2v)."""
+        """One user prompt -> the templated MultimodalPrompt of its task (predict, retrieval_t2v, subject, t2v).
+
+        A checkpoint trained with train.text_only (the text-only baseline) gets the prompt without its images,
+        as it saw every prompt in training; given first frames still reach it as context frames.
+        """
+        templated = self._template(prompt, first_frame, index)
+        return templated.drop_images() if self.cfg.train.text_only else templated
+
+    def _template(self, prompt: PromptInput, first_frame: FrameInput | None, index: Any) -> MultimodalPrompt:
         if isinstance(prompt, str):
             prompt = to_prompt(prompt)
         elif not isinstance(prompt, MultimodalPrompt):

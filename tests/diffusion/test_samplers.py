@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from vimi.diffusion import karras_sigmas, sample_dpmpp_2m, sample_euler, sample_heun
+from vimi.diffusion.samplers import ancestral_step, sample_euler_ancestral
 
 DATA_STD = 0.5
 
@@ -22,7 +23,8 @@ def test_karras_sigmas_endpoints_and_order():
 
 
 @pytest.mark.parametrize(
-    ("sampler", "steps"), [(sample_euler, 256), (sample_heun, 48), (sample_dpmpp_2m, 48)]
+    ("sampler", "steps"),
+    [(sample_euler, 256), (sample_heun, 48), (sample_dpmpp_2m, 48), (sample_euler_ancestral, 1024)],
 )
 def test_sampler_recovers_data_variance(sampler, steps):
     sigmas = karras_sigmas(steps, 0.002, 80.0, 7.0)
@@ -56,3 +58,21 @@ def test_extra_args_reach_the_model():
 
     sample_heun(model_fn, torch.randn(3, 2), karras_sigmas(2, 0.1, 1.0), extra_args={"cond": "c"})
     assert seen["cond"] == "c"
+
+
+def test_ancestral_step_keeps_the_target_variance_and_uses_the_given_noise():
+    sigma_from, sigma_to = torch.tensor(2.0, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64)
+    down, up = ancestral_step(sigma_from, sigma_to)
+    assert down**2 + up**2 == pytest.approx(0.25) and 0 < down < sigma_to
+    assert ancestral_step(sigma_from, sigma_to, eta=0.0) == (sigma_to, 0.0)
+    # A deterministic noise sampler makes the run reproducible; a different one changes the sample.
+    sigmas = karras_sigmas(8, 0.002, 80.0, 7.0)
+    start = torch.randn(2, 3, generator=torch.Generator().manual_seed(0)) * 80.0
+
+    def noise_of(seed):
+        return lambda step: torch.randn(2, 3, generator=torch.Generator().manual_seed(seed * 100 + step))
+
+    one = sample_euler_ancestral(gaussian_denoiser, start, sigmas, noise_sampler=noise_of(1))
+    again = sample_euler_ancestral(gaussian_denoiser, start, sigmas, noise_sampler=noise_of(1))
+    other = sample_euler_ancestral(gaussian_denoiser, start, sigmas, noise_sampler=noise_of(2))
+    assert torch.equal(one, again) and not torch.allclose(one, other)

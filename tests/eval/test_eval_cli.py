@@ -56,6 +56,7 @@ def test_grounding_writes_json_and_report_for_checkpoint_and_baseline(
         (["--device", "gpu"], "device 'gpu' is not a device name"),
         (["--set", "eval.device=tpu"], "device 'tpu' is not a device name"),
         (["--set", "eval.tasks=[subject,dance]"], "dance: unknown task"),  # eval.tasks is the --task default
+        (["--set", "sample.num_frames=4"], "--set sample.num_frames=4: an evaluation samples at the world's"),
     ],
 )
 def test_grounding_bad_inputs_exit_2_with_one_line(
@@ -67,6 +68,30 @@ def test_grounding_bad_inputs_exit_2_with_one_line(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err
     assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_grounding_sampling_overrides_reach_the_pipeline(tiny_checkpoint, cli_world, tmp_path, monkeypatch):
+    from vimi.pipeline import VimiPipeline
+
+    calls = []
+    original = VimiPipeline.__call__
+
+    def recording(self, *args, **kwargs):
+        calls.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(VimiPipeline, "__call__", recording)
+    out = tmp_path / "eval"
+    args = ["eval", "grounding", "--checkpoint", str(tiny_checkpoint), "--world", str(cli_world), "--n", "1"]
+    args += ["--task", "subject", "--steps", "2", "--out", str(out), "--set", "eval.bootstrap_samples=20"]
+    args += ["--set", "sample.guidance_text=1.5", "--set", "sample.sampler=euler", "--set", "sample.steps=9"]
+    assert main(args) == 0
+    assert calls and all(
+        (c["guidance_text"], c["sampler"], c["steps"]) == (1.5, "euler", 2) and "guidance_image" not in c
+        for c in calls
+    )  # --steps wins over sample.steps; what was not set stays the checkpoint's own
+    recorded = json.loads((out / "metrics.json").read_text())["sampling"]
+    assert recorded == {"guidance_text": 1.5, "sampler": "euler", "steps": 2}
 
 
 def test_grounding_missing_world_and_fvd_missing_folder_exit_2(tiny_checkpoint, tmp_path, capsys):

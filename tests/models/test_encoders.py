@@ -1,6 +1,7 @@
 """Multimodal encoders: shapes, masks, null token, determinism, batch independence, caching, frozen LMs."""
 
 import dataclasses
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image as PILImage
 from vimi.config import EncoderConfig
 from vimi.errors import PromptError
 from vimi.models.encoders import EncoderCache, SmallMultimodalEncoder, build_encoder
+from vimi.models.encoders.small import word_tokens
 from vimi.models.encoders.vision import prepare_images
 from vimi.prompt import Image, MultimodalPrompt, Text
 
@@ -88,6 +90,22 @@ def test_small_encoder_sees_text_image_content_and_order() -> None:
     tokens, _ = encoder.encode(variants)
     for i in range(1, len(variants)):
         assert (tokens[0] - tokens[i]).abs().max() > 1e-3, f"variant {i} gave the same condition"
+
+
+@torch.no_grad()
+def test_word_tokenizer_is_one_token_a_word_case_free_and_stable() -> None:
+    encoder = SmallMultimodalEncoder(dataclasses.replace(TINY, tokenizer="words", vocab_size=1024)).eval()
+    ids = encoder.tokenize("A red fox, in the City.")
+    assert len(ids) == 8  # a red fox , in the city .
+    assert ids == encoder.tokenize("a  RED fox ,in the city .")  # case and spacing do not matter
+    assert ids[0] != ids[1] and all(0 <= i < 1024 for i in ids)
+    assert word_tokens("meadow", 4096) == [zlib.crc32(b"meadow") % 4096]  # no per-process hash seed
+    assert encoder.text_embed.num_embeddings == 1024
+    _, mask = check_encoder_contract(encoder, sample_prompts())
+    patches = (16 // 8) ** 2
+    assert mask.sum(1).tolist() == [1 + 1 + 3 + 2 * patches, 1 + 5, 1, 1 + patches]
+    a, b = encoder.encode([MultimodalPrompt(["in the city"]), MultimodalPrompt(["in the desert"])])[0]
+    assert (a - b).abs().max() > 1e-3
 
 
 def test_small_encoder_trains_and_rejects_overlong_prompts() -> None:

@@ -114,12 +114,14 @@ def _train(out: Path, world: Path, prompts: Path) -> Path:
 
 
 def _evaluate(cfg, args, world, index: Path, checkpoint: Path, folder: Path) -> dict:
+    from vimi.eval.bench import sampling_overrides
     from vimi.eval.run import evaluate_checkpoints
 
     eval_cfg = dataclasses.replace(cfg.eval, split="heldout", n=args.n)
+    sampling = sampling_overrides(args.overrides, cfg.sample, args.steps)
     return evaluate_checkpoints(
         {"vimi": checkpoint}, world, DEMO_TASKS, eval_cfg, folder,
-        index=index, steps=args.steps, device=args.device, save_videos=True,
+        index=index, sampling=sampling, device=args.device, save_videos=True,
     )  # fmt: skip
 
 

@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grounding.add_argument(
         "--steps", type=int, default=None, help="sampler steps (default: the checkpoint's)"
     )
+    # --set sample.guidance_text=... (and guidance_image, sampler, steps) override the checkpoints' own.
     grounding.add_argument("--device", default=None, help=DEVICE_HELP)
     grounding.add_argument("--out", required=True, help="output folder: metrics.json, report.html, media/")
 
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _grounding(args: argparse.Namespace, cfg) -> int:
-    from vimi.eval.bench import check_tasks
+    from vimi.eval.bench import check_tasks, sampling_overrides
     from vimi.pipeline import load_pipeline_config
 
     # Everything a user can get wrong is checked before any weights are loaded.
@@ -81,6 +82,7 @@ def _grounding(args: argparse.Namespace, cfg) -> int:
     eval_cfg = dataclasses.replace(
         cfg.eval, split=args.split or cfg.eval.split, n=cfg.eval.n if args.n is None else args.n
     )
+    sampling = sampling_overrides(args.overrides, cfg.sample, args.steps)
     if eval_cfg.split not in ("train", "heldout"):
         raise ConfigError(f"--split {eval_cfg.split}: use train or heldout")
     if eval_cfg.n < 1:
@@ -99,7 +101,7 @@ def _grounding(args: argparse.Namespace, cfg) -> int:
     save_config(cfg, Path(args.out) / "config.yaml")  # the resolved config, beside the run's outputs
     summary = evaluate_checkpoints(
         checkpoints, load_world(args.world), tasks, eval_cfg, args.out,
-        index=args.index, steps=args.steps, device=args.device,
+        index=args.index, sampling=sampling, device=args.device,
     )  # fmt: skip
     print("\n".join(format_metrics(summary, list(checkpoints))))
     print(f"wrote {Path(args.out) / 'metrics.json'} and {summary['report']}")

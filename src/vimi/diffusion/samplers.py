@@ -113,8 +113,53 @@ def sample_dpmpp_2m(
     return x.to(dtype)
 
 
+def ancestral_step(sigma_from: torch.Tensor, sigma_to: torch.Tensor, eta: float = 1.0):
+    """(sigma_down, sigma_up): a step to sigma_to split into a deterministic step down and fresh noise up."""
+    sigma_up = torch.minimum(
+        sigma_to, eta * (sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2).sqrt()
+    )
+    return (sigma_to**2 - sigma_up**2).sqrt(), sigma_up
+
+
+@torch.no_grad()
+def sample_euler_ancestral(
+    model_fn: ModelFn,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callable[[dict], None] | None = None,
+    disable: bool = True,
+    noise_sampler: Callable[[int], torch.Tensor] | None = None,
+    eta: float = 1.0,
+) -> torch.Tensor:
+    """Euler ancestral (k-diffusion): each step goes down to sigma_down, then adds fresh noise of sigma_up.
+
+    The fresh noise re-randomises what an imperfect denoiser got wrong, so errors do not accumulate
+    along the trajectory as they do in the deterministic ODE samplers. noise_sampler(i) gives step i's
+    standard normal noise like x (default: torch.randn_like).
+    """
+    extra_args, dtype = extra_args or {}, x.dtype
+    x, sigmas = _prepare(x, sigmas)
+    for i in trange(len(sigmas) - 1, disable=disable, desc="euler_ancestral"):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised = _denoise(model_fn, x, sigma, dtype, extra_args)
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigma, "denoised": denoised})
+        if sigma_next == 0:
+            x = denoised
+            continue
+        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
+        x = x + (x - denoised) / sigma * (sigma_down - sigma)
+        noise = noise_sampler(i) if noise_sampler is not None else torch.randn_like(x)
+        x = x + noise.to(x) * sigma_up
+    return x.to(dtype)
+
+
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "euler": sample_euler,
     "heun": sample_heun,
     "dpmpp_2m": sample_dpmpp_2m,
+    "euler_ancestral": sample_euler_ancestral,
 }
+STOCHASTIC_SAMPLERS = frozenset({"euler_ancestral"})
+"""Samplers that take a `noise_sampler` (fresh noise at every step)."""

@@ -13,7 +13,7 @@ from vimi.config import DiffusionConfig
 from vimi.diffusion.edm import sampling_sigmas
 from vimi.diffusion.guidance import multimodal_guidance
 from vimi.diffusion.noise import randn_per_sample
-from vimi.diffusion.samplers import SAMPLERS
+from vimi.diffusion.samplers import SAMPLERS, STOCHASTIC_SAMPLERS
 
 if TYPE_CHECKING:  # vimi_model imports vimi.diffusion; a runtime import here would be circular
     from vimi.models.vimi_model import VimiModel
@@ -59,5 +59,14 @@ def sample_videos(
         return model.denoiser(x, sigma, cond)
 
     guided = multimodal_guidance(denoise, guidance_text, guidance_image)
-    latents = SAMPLERS[sampler](guided, latents, sigmas, extra_args=conds, disable=not progress)
+    options = {}
+    if sampler in STOCHASTIC_SAMPLERS:
+        # Step i's noise for sample i comes from its own seed too (an offset stream per step).
+        options["noise_sampler"] = lambda step: randn_per_sample(
+            latent_shape,
+            [(seed * 1_000_003 + step + 1) % 2**63 for seed in seeds],
+            device=device,
+            dtype=torch.float32,
+        )
+    latents = SAMPLERS[sampler](guided, latents, sigmas, extra_args=conds, disable=not progress, **options)
     return model.autoencoder.decode(latents).float().clamp(-1.0, 1.0)

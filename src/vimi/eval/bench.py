@@ -29,6 +29,7 @@ from vimi.eval.grounding import (
     validated_metrics,
 )
 from vimi.prompt import MultimodalPrompt, apply_template, parse_prompt
+from vimi.utils.typed_config import parse_override
 
 TASKS = ("subject", "two_subject", "predict", "t2v")
 MIN_VISIBLE_PIXELS = 25
@@ -234,16 +235,43 @@ def bootstrap_ci(
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
+SAMPLING_KEYS = ("steps", "sampler", "guidance_text", "guidance_image")
+"""The sample.* settings an evaluation may override; the video size is the world's."""
+
+
+def sampling_overrides(overrides: Sequence[str], sample: Any, steps: int | None = None) -> dict[str, Any]:
+    """The sample.* values a command's `--set` list names explicitly (resolved and type-checked in `sample`),
+    and its --steps flag (which wins) unless None.
+
+    A checkpoint samples with its own config unless told otherwise; a sample.* key an evaluation cannot
+    honour (the video size comes from the world) is a ConfigError rather than silently ignored.
+    """
+    chosen = {}
+    for item in overrides:
+        key = parse_override(item)[0]
+        if not key.startswith("sample."):
+            continue
+        name = key.removeprefix("sample.")
+        if name not in SAMPLING_KEYS:
+            raise ConfigError(
+                f"--set {item}: an evaluation samples at the world's video size; "
+                f"of sample.* it takes {', '.join(SAMPLING_KEYS)}"
+            )
+        chosen[name] = getattr(sample, name)
+    return chosen | ({"steps": steps} if steps is not None else {})
+
+
 def pipeline_generate_fn(
-    pipe, num_frames: int, height: int, width: int, steps: int | None = None
+    pipe, num_frames: int, height: int, width: int, sampling: dict[str, Any] | None = None
 ) -> GenerateFn:
-    """A GenerateFn over a VimiPipeline at the world's video size (steps None: the checkpoint's default)."""
+    """A GenerateFn over a VimiPipeline at the world's video size; `sampling` (SAMPLING_KEYS) overrides the
+    checkpoint's own sample settings."""
 
     def generate(prompts, first_frames, seeds, index):
         frames = first_frames if any(f is not None for f in first_frames) else None
         return pipe(
             prompts, first_frame=frames, seed=list(seeds), index=index,
-            num_frames=num_frames, height=height, width=width, steps=steps, progress=False,
+            num_frames=num_frames, height=height, width=width, progress=False, **(sampling or {}),
         )  # fmt: skip
 
     return generate

@@ -24,11 +24,14 @@ def evaluate_checkpoints(
     cfg: EvalConfig,
     out: str | Path,
     index: str | Path | None = None,
-    steps: int | None = None,
+    sampling: dict | None = None,
     device: str | None = None,
     save_videos: bool = False,
 ) -> dict:
-    """Score each checkpoint (name -> folder) on the same prompts; returns the metrics written to JSON."""
+    """Score each checkpoint (name -> folder) on the same prompts; returns the metrics written to JSON.
+
+    `sampling` (steps, sampler, guidance_text, guidance_image) overrides each checkpoint's own settings.
+    """
     from vimi.pipeline import VimiPipeline
 
     out = Path(out)
@@ -37,7 +40,7 @@ def evaluate_checkpoints(
     metrics: dict[str, dict] = {}
     for name, path in checkpoints.items():
         pipe = VimiPipeline.from_pretrained(path, device=device)
-        generate = pipeline_generate_fn(pipe, *size, steps=steps)
+        generate = pipeline_generate_fn(pipe, *size, sampling)
         log.info("%s: generating and scoring %s", name, ", ".join(tasks))
         result = run_benchmark(world, generate, tasks, cfg, index=index)
         # Record the prompt the model saw: the pipeline retrieved the t2v examples itself (deterministically).
@@ -57,6 +60,7 @@ def evaluate_checkpoints(
         "split": cfg.split,
         "n": cfg.n,
         "tasks": list(tasks),
+        "sampling": sampling or {},
         **metrics,
     }
     write_json_atomic(out / "metrics.json", summary)

@@ -56,7 +56,10 @@ class VimiModel(nn.Module):
             latent_mask = F.interpolate(
                 context_mask.float().to(latent.device), size=latent.shape[2:], mode="nearest"
             )
-            cond["context"] = latent * latent_mask
+            context = latent * latent_mask
+            if self.cfg.model.backbone.context_hold:
+                context = hold_last_given(context, latent_mask)
+            cond["context"] = context
             cond["context_mask"] = latent_mask  # [B, 1, T', H', W']
         return cond
 
@@ -115,6 +118,20 @@ class VimiModel(nn.Module):
     def shard_modules(self) -> list[nn.Module]:
         """Submodules that FSDP2 shards one by one (transformer blocks), before the root."""
         return [*self.backbone.blocks, *getattr(self.encoder, "blocks", [])]
+
+
+def hold_last_given(context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Context [B, C, T, H, W] with every frame that is not given replaced by the last given frame before it.
+
+    mask [B, 1, T, H, W]: 1 where a frame is given. Frames before the first given one stay as they are (zero).
+    """
+    given = mask.flatten(3).amax(dim=-1)[:, 0] > 0  # [B, T]
+    frames = torch.arange(given.shape[1], device=given.device)
+    # Index of the last given frame at or before t (-1: none yet) -> [B, T]
+    last = torch.where(given, frames, torch.full_like(frames, -1)).cummax(dim=1).values
+    source = last.clamp(min=0)[:, None, :, None, None].expand_as(context)
+    held = context.gather(2, source)
+    return torch.where((last >= 0)[:, None, :, None, None], held, context)
 
 
 def is_external_key(model: VimiModel, key: str) -> bool:
