@@ -35,7 +35,6 @@ def _prepare(x: torch.Tensor, sigmas: torch.Tensor):
     return x.to(torch.float64), sigmas.to(device=x.device, dtype=torch.float64)
 
 
-@torch.no_grad()
 def sample_euler(
     model_fn: ModelFn,
     x: torch.Tensor,
@@ -44,15 +43,9 @@ def sample_euler(
     callback: Callable[[dict], None] | None = None,
     disable: bool = True,
 ) -> torch.Tensor:
-    """First-order Euler steps of the probability-flow ODE dx/dsigma = (x - D(x; sigma)) / sigma."""
-    extra_args, dtype = extra_args or {}, x.dtype
-    x, sigmas = _prepare(x, sigmas)
-    for i in trange(len(sigmas) - 1, disable=disable, desc="euler"):
-        denoised = _denoise(model_fn, x, sigmas[i], dtype, extra_args)
-        if callback is not None:
-            callback({"x": x, "i": i, "sigma": sigmas[i], "denoised": denoised})
-        x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
-    return x.to(dtype)
+    """First-order Euler steps of the probability-flow ODE dx/dsigma = (x - D(x; sigma)) / sigma
+    (Euler ancestral without fresh noise: eta = 0 steps all the way down to sigma_next)."""
+    return sample_euler_ancestral(model_fn, x, sigmas, extra_args, callback, disable, eta=0.0)
 
 
 @torch.no_grad()
@@ -140,18 +133,16 @@ def sample_euler_ancestral(
     """
     extra_args, dtype = extra_args or {}, x.dtype
     x, sigmas = _prepare(x, sigmas)
-    for i in trange(len(sigmas) - 1, disable=disable, desc="euler_ancestral"):
+    for i in trange(len(sigmas) - 1, disable=disable, desc="euler_ancestral" if eta else "euler"):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = _denoise(model_fn, x, sigma, dtype, extra_args)
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigma, "denoised": denoised})
-        if sigma_next == 0:
-            x = denoised
-            continue
-        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
+        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta) if eta else (sigma_next, 0.0)
         x = x + (x - denoised) / sigma * (sigma_down - sigma)
-        noise = noise_sampler(i) if noise_sampler is not None else torch.randn_like(x)
-        x = x + noise.to(x) * sigma_up
+        if sigma_up > 0:
+            noise = noise_sampler(i) if noise_sampler is not None else torch.randn_like(x)
+            x = x + noise.to(x) * sigma_up
     return x.to(dtype)
 
 
