@@ -1,6 +1,7 @@
-"""`vimi eval grounding|fvd|ucf101`: evaluate a checkpoint.
+"""`vimi eval grounding|sensitivity|fvd|ucf101`: evaluate a checkpoint.
 
 vimi eval grounding --checkpoint DIR --world DIR [--split heldout] [--n N] [--task all] [--baseline DIR] --out OUT
+vimi eval sensitivity --checkpoint DIR [--world DIR] [--prompts DIR] [--task subject] [--swap images] [--n 32]
 vimi eval fvd --real DIR --fake DIR [--out FILE]
 vimi eval ucf101 --root UCF101_DIR --checkpoint DIR [--out OUT]
 """
@@ -17,6 +18,7 @@ from vimi.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".gif")
+SENSITIVITY_TASKS = ("subject", "predict", "retrieval_t2v", "t2v")
 DEVICE_HELP = "auto, cpu, cuda or cuda:N (default: eval.device, auto = cuda when available)"
 
 
@@ -44,6 +46,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grounding.add_argument("--device", default=None, help=DEVICE_HELP)
     grounding.add_argument("--out", required=True, help="output folder: metrics.json, report.html, media/")
 
+    sens = sub.add_parser(
+        "sensitivity",
+        help="does a checkpoint use its prompt? denoising error with right vs swapped conditions",
+    )
+    add_config_arguments(sens)
+    sens.add_argument("--checkpoint", required=True, help="pipeline/checkpoint folder (or a run folder)")
+    sens.add_argument(
+        "--world",
+        default=None,
+        help="GroundedWorld folder of the samples (default: the checkpoint's data.world_dir)",
+    )
+    sens.add_argument(
+        "--prompts",
+        default=None,
+        help="`vimi build-prompts` dataset, for --task retrieval_t2v (default: the checkpoint's data.train_manifest)",
+    )
+    sens.add_argument("--task", default="subject", choices=SENSITIVITY_TASKS, help="the samples' task")
+    sens.add_argument(
+        "--swap",
+        default="images",
+        choices=("images", "prompts"),
+        help="swap only the images, or whole prompts",
+    )
+    sens.add_argument("--n", type=int, default=32, help="samples (default: 32)")
+    sens.add_argument("--sigmas", default="40,20,10,3,1,0.3", help="comma-separated noise levels")
+    sens.add_argument("--seed", type=int, default=0, help="seed of the noise")
+    sens.add_argument("--device", default=None, help=DEVICE_HELP)
+    sens.add_argument("--out", default=None, help="also write the rows to this JSON file")
+
     fvd = sub.add_parser("fvd", help="FVD between two folders of videos (I3D Kinetics-400 features)")
     add_config_arguments(fvd)
     fvd.add_argument("--real", required=True, help="folder of real videos")
@@ -67,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     # One device per command, checked before any weights load: --device, else eval.device.
     args.device = resolve_device(args.device if args.device is not None else cfg.eval.device)
-    return {"grounding": _grounding, "fvd": _fvd, "ucf101": _ucf101}[args.eval_command](args, cfg)
+    commands = {"grounding": _grounding, "sensitivity": _sensitivity, "fvd": _fvd, "ucf101": _ucf101}
+    return commands[args.eval_command](args, cfg)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -105,6 +137,68 @@ def _grounding(args: argparse.Namespace, cfg) -> int:
     )  # fmt: skip
     print("\n".join(format_metrics(summary, list(checkpoints))))
     print(f"wrote {Path(args.out) / 'metrics.json'} and {summary['report']}")
+    return 0
+
+
+def _sensitivity(args: argparse.Namespace, cfg) -> int:
+    from vimi.config import TaskWeights
+    from vimi.pipeline import load_pipeline_config
+
+    try:
+        sigmas = [float(s) for s in args.sigmas.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--sigmas {args.sigmas!r}: give comma-separated numbers, e.g. 40,10,1") from None
+    if not sigmas or min(sigmas) <= 0:
+        raise ConfigError(f"--sigmas {args.sigmas!r}: give at least one noise level, all > 0")
+    if args.n < 2:
+        raise ConfigError(f"--n {args.n}: a swap needs at least 2 samples")
+    _, checkpoint_cfg = load_pipeline_config(args.checkpoint)  # CheckpointError before anything else loads
+    if args.swap == "images" and checkpoint_cfg.train.text_only:
+        raise ConfigError(
+            f"{args.checkpoint} is text-only (train.text_only): it sees no images; use --swap prompts"
+        )
+    # The checkpoint's own data settings (clip size, frames), on the samples of the chosen world and task.
+    data = dataclasses.replace(
+        checkpoint_cfg.data,
+        world_dir=args.world or checkpoint_cfg.data.world_dir,
+        train_manifest=args.prompts or checkpoint_cfg.data.train_manifest,
+    )
+    weights = TaskWeights(**{f.name: float(f.name == args.task) for f in dataclasses.fields(TaskWeights)})
+    train = dataclasses.replace(checkpoint_cfg.train, stage="instruct", tasks=weights)
+    sample_cfg = dataclasses.replace(checkpoint_cfg, data=data, train=train)
+
+    from vimi.data.tasks import build_task_dataset, collate_samples
+    from vimi.eval.sensitivity import SWAPS, condition_sensitivity, format_sensitivity
+    from vimi.pipeline import VimiPipeline
+
+    dataset = build_task_dataset(sample_cfg)
+    batch = collate_samples([dataset.sample(i, dropout=False, stream="eval") for i in range(args.n)])
+    swapped = SWAPS[args.swap](batch.prompts)
+    changed = sum(
+        len(a.segments) != len(b.segments) or any(x is not y for x, y in zip(a.segments, b.segments))
+        for a, b in zip(batch.prompts, swapped)
+    )
+    if not changed:
+        raise DataError(f"--swap {args.swap} changed none of the {args.n} {args.task} prompts (no images?)")
+    model = VimiPipeline.from_pretrained(args.checkpoint, device=args.device).model
+    device = next(model.parameters()).device
+
+    def to_device(x):
+        return None if x is None else x.to(device)
+
+    rows = condition_sensitivity(
+        model, batch.videos.to(device), batch.prompts, swapped, sigmas,
+        to_device(batch.context), to_device(batch.context_mask), seed=args.seed,
+    )  # fmt: skip
+    print(f"{args.checkpoint}: {args.n} {args.task} samples, {changed} with a swapped condition")
+    print("\n".join(format_sensitivity(rows, args.swap)))
+    if args.out:
+        from vimi.utils.atomic import write_json_atomic
+
+        result = {"checkpoint": str(args.checkpoint), "task": args.task, "swap": args.swap, "n": args.n}
+        result["changed"] = changed
+        result["rows"] = [dataclasses.asdict(r) | {"gain": r.gain} for r in rows]
+        write_json_atomic(args.out, result)
     return 0
 
 

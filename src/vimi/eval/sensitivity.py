@@ -1,0 +1,109 @@
+"""Does the model use its prompt? Denoising error with each sample's own condition vs a swapped one.
+
+For a batch of training samples and a few noise levels, the denoiser sees the same noisy videos twice:
+with each sample's own prompt, and with a swapped prompt (`swap_images`: every prompt keeps its text
+but gets another sample's images; `swap_prompts`: another sample's whole prompt). If the error does not
+rise when the condition is swapped, the model ignores that part of its prompt at that noise level, and
+sampling (which decides what a video shows at high noise) cannot follow it. A generated video only says
+*that* something is wrong; this says which input the model ignores, and at which noise levels.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from vimi.prompt import Image, MultimodalPrompt
+
+DEFAULT_SIGMAS = (40.0, 20.0, 10.0, 3.0, 1.0, 0.3)
+
+
+@dataclass(frozen=True)
+class SensitivityRow:
+    """Mean squared denoising error at one noise level with the right and with the swapped condition."""
+
+    sigma: float
+    error_right: float
+    error_swapped: float
+
+    @property
+    def gain(self) -> float:
+        """How much worse the swapped condition is, relative to the right one (0: the condition is ignored)."""
+        return self.error_swapped / max(self.error_right, 1e-12) - 1
+
+
+def swap_images(prompts: Sequence[MultimodalPrompt]) -> list[MultimodalPrompt]:
+    """Each prompt with its text and its images taken from the next prompt (cyclically) with as many images.
+
+    A prompt without images, or with a number of images no other prompt has, is kept as it is.
+    """
+    swapped = []
+    for i, prompt in enumerate(prompts):
+        count = len(prompt.images)
+        donors = [prompts[(i + k) % len(prompts)] for k in range(1, len(prompts))]
+        donor = next((p for p in donors if len(p.images) == count), None) if count else None
+        if donor is None:
+            swapped.append(prompt)
+            continue
+        images = iter(donor.images)
+        segments = [next(images) if isinstance(s, Image) else s for s in prompt.segments]
+        swapped.append(MultimodalPrompt(segments, prompt.task))
+    return swapped
+
+
+def swap_prompts(prompts: Sequence[MultimodalPrompt]) -> list[MultimodalPrompt]:
+    """Each sample gets the next sample's whole prompt (cyclically)."""
+    return [prompts[(i + 1) % len(prompts)] for i in range(len(prompts))]
+
+
+SWAPS: dict[str, Callable[[Sequence[MultimodalPrompt]], list[MultimodalPrompt]]] = {
+    "images": swap_images,
+    "prompts": swap_prompts,
+}
+
+
+@torch.no_grad()
+def condition_sensitivity(
+    model,
+    videos: torch.Tensor,
+    prompts: Sequence[MultimodalPrompt],
+    swapped: Sequence[MultimodalPrompt],
+    sigmas: Sequence[float] = DEFAULT_SIGMAS,
+    context: torch.Tensor | None = None,
+    context_mask: torch.Tensor | None = None,
+    seed: int = 0,
+) -> list[SensitivityRow]:
+    """Denoising error per noise level of `model` (a VimiModel: .autoencoder, .condition, .denoiser).
+
+    videos [B, C, T, H, W] in [-1, 1]; both conditions see the same noise, so the difference between the
+    errors is the effect of the swap alone.
+    """
+    if len(prompts) != len(swapped) or len(prompts) != videos.shape[0]:
+        raise ValueError(
+            f"{videos.shape[0]} videos, {len(prompts)} prompts and {len(swapped)} swapped prompts"
+        )
+    x0 = model.autoencoder.encode(videos)  # [B, C', T', H', W']
+    cond_right = model.condition(list(prompts), context, context_mask)
+    cond_swapped = model.condition(list(swapped), context, context_mask)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    rows = []
+    for sigma in sigmas:
+        noise = torch.randn(x0.shape, generator=generator).to(x0)
+        sigma_batch = torch.full((x0.shape[0],), float(sigma), device=x0.device)
+        noisy = x0 + sigma * noise
+        errors = [
+            (model.denoiser(noisy, sigma_batch, cond) - x0).pow(2).mean().item()
+            for cond in (cond_right, cond_swapped)
+        ]
+        rows.append(SensitivityRow(float(sigma), *errors))
+    return rows
+
+
+def format_sensitivity(rows: Sequence[SensitivityRow], swap: str) -> list[str]:
+    """A table: noise level, error with the right and the swapped condition, and the relative gain."""
+    lines = [f"{'sigma':>8}  {'right':>9}  {'swapped ' + swap:>16}  {'gain':>8}"]
+    lines += [
+        f"{r.sigma:>8.3g}  {r.error_right:>9.5f}  {r.error_swapped:>16.5f}  {100 * r.gain:>7.2f}%"
+        for r in rows
+    ]
+    return lines
