@@ -189,10 +189,13 @@ class BackboneConfig:
     """Frames after the given ones see the last given frame in the context channels (as SVD and DynamiCrafter
     give the conditioning frame to every frame), so copying the still background is a per-token map rather
     than a read across time; the mask channel still marks which frames are given exactly. False: zeros."""
-    condition: Literal["joint", "cross"] = "joint"
+    condition: Literal["joint", "cross", "joint+cross"] = "joint"
     """How blocks read the condition tokens. joint: they join self-attention as extra keys/values
     (timestep-modulated, as CogVideoX's text stream); cheaper per video token than cross: a separate
-    cross-attention layer after self-attention in every block (DiT/PixArt style)."""
+    cross-attention layer after self-attention in every block (DiT/PixArt style). joint+cross: both, the
+    cross-attention's output starting at zero, so a joint checkpoint grows into it (train.init_from)
+    unchanged. In joint attention a few condition tokens share one softmax with hundreds of video keys;
+    cross-attention's softmax is over the condition alone, so prompt images always get a share of it."""
     full_attention_every: int = 2
     """Blocks 0, k, 2k, ... attend over the whole video; the others within each frame only (spatial,
     1/T of the attention cost), the interleaved space/space-time design of Latte and STDiT. 1: full 3D

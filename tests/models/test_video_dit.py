@@ -173,10 +173,14 @@ def test_rope_scores_depend_only_on_relative_position():
     assert not torch.allclose(score((0, 1, 0), (1, 2, 2)), score((0, 1, 0), (1, 2, 3)))
 
 
-@pytest.mark.parametrize("condition", ["joint", "cross"])
+@pytest.mark.parametrize("condition", ["joint", "cross", "joint+cross"])
 def test_condition_modes_ignore_masked_tokens_and_use_valid_ones(condition):
     net = VideoDiT(BackboneConfig(condition=condition, full_attention_every=2), 3, COND_DIM).eval()
     randomize_output_layer(net)
+    with torch.no_grad():  # joint+cross: make the added cross-attention do something
+        for name, param in net.named_parameters():
+            if "cross_attn.proj" in name:
+                param.normal_(0, 0.05)
     x, c_noise, tokens, mask = make_inputs(tokens=4)
     mask[0, 2:] = False
     changed = tokens.clone()
@@ -185,6 +189,18 @@ def test_condition_modes_ignore_masked_tokens_and_use_valid_ones(condition):
     torch.testing.assert_close(out, net(x, c_noise, changed, mask))
     changed[1, 0] = -changed[1, 0]
     assert not torch.allclose(out[1], net(x, c_noise, changed, mask)[1], atol=1e-4)
+
+
+def test_joint_checkpoint_grows_into_joint_plus_cross_unchanged():
+    joint = VideoDiT(BackboneConfig(condition="joint"), 3, COND_DIM).eval()
+    randomize_output_layer(joint)
+    grown = VideoDiT(BackboneConfig(condition="joint+cross"), 3, COND_DIM).eval()
+    missing, unexpected = grown.load_state_dict(joint.state_dict(), strict=False)
+    assert not unexpected and missing
+    assert all(key.startswith(grown.added_module_prefixes()) for key in missing)
+    x, c_noise, tokens, mask = make_inputs(tokens=4)
+    torch.testing.assert_close(grown(x, c_noise, tokens, mask), joint(x, c_noise, tokens, mask))
+    assert VideoDiT(BackboneConfig(condition="cross"), 3, COND_DIM).added_module_prefixes() == ()
 
 
 def test_frame_local_attention_equals_attending_each_frame_alone():

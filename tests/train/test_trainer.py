@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from vimi.config import load_config
-from vimi.errors import ConfigError, DataError
+from vimi.errors import CheckpointError, ConfigError, DataError
 from vimi.train.checkpoint import latest_checkpoint
 from vimi.train.logging import read_metrics
 from vimi.train.trainer import train
@@ -86,6 +86,23 @@ def test_stage2_initialises_from_stage1_and_mixes_tasks(stage1_run, tiny_world, 
     after = load_file(last / "train_state" / "model.safetensors")
     # lr=0: the raw weights after one step are exactly the stage-1 EMA weights it started from.
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_stage2_grows_a_joint_stage1_into_joint_plus_cross(stage1_run, tiny_world, tmp_path, caplog):
+    stage1_out, stage1_last = stage1_run
+    args = ["train.stage=instruct", f"train.init_from={stage1_out}", "train.steps=1", "train.lr=0.0"]
+    cfg = debug_config(tiny_world, tmp_path / "grown", *args, "model.backbone.condition=joint+cross")
+    with caplog.at_level("INFO", logger="vimi.train.trainer"):
+        last = train(cfg)
+    assert "start from their no-op initialisation" in caplog.text
+    before = load_file(stage1_last / "model.safetensors")
+    after = load_file(last / "train_state" / "model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert any(".cross_attn." in k for k in set(after) - set(before))
+    # Any other mismatch is still an error naming the checkpoint.
+    cfg = debug_config(tiny_world, tmp_path / "wider", *args, "model.backbone.hidden=48")
+    with pytest.raises(CheckpointError, match="do not match this config's model"):
+        train(cfg)
 
 
 def test_instruct_without_stage1_checkpoint_is_a_config_error(tiny_world, tmp_path):

@@ -8,6 +8,7 @@ For video prediction the given frames and their mask are concatenated to the inp
 
 import math
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -166,6 +167,14 @@ class CrossAttention(nn.Module):
         return self.proj(out)
 
 
+class ConditionMasks(NamedTuple):
+    """What the blocks mask: joint [B, Lc] and cross [B, 1, 1, Lc] key masks, cross_gate [B, 1, 1] (all optional)."""
+
+    joint: torch.Tensor | None
+    cross: torch.Tensor | None
+    cross_gate: torch.Tensor | None
+
+
 class VideoDiTBlock(nn.Module):
     """adaLN-zero attention to the video (joint: and the condition), [cross-attention,] adaLN-zero MLP."""
 
@@ -173,13 +182,14 @@ class VideoDiTBlock(nn.Module):
         self, hidden: int, heads: int, mlp_ratio: float, condition: str = "cross", full_attention: bool = True
     ):
         super().__init__()
-        self.joint = condition == "joint"
+        self.joint = condition in ("joint", "joint+cross")
+        self.cross = condition in ("cross", "joint+cross")
         self.full_attention = full_attention  # False: attention within each frame only
         self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
         self.attn = SelfAttention(hidden, heads, condition_keys=self.joint)
         if self.joint:
             self.norm_cond = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
-        else:
+        if self.cross:
             self.norm2 = nn.LayerNorm(hidden, eps=1e-6)
             self.cross_attn = CrossAttention(hidden, heads)
         self.norm3 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
@@ -190,9 +200,8 @@ class VideoDiTBlock(nn.Module):
         self.num_mods = 8 if self.joint else 6
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, self.num_mods * hidden))
 
-    def forward(self, x, c, tokens, attn_mask, cross_gate, rope, frames):
-        """x [B, L, D], c [B, D], tokens [B, Lc, D], attn_mask [B, Lc] (joint) or [B, 1, 1, Lc] (cross)
-        or None, cross_gate [B, 1, 1] or None (cross only), frames: T of the frame-major tokens."""
+    def forward(self, x, c, tokens, masks, rope, frames):
+        """x [B, L, D], c [B, D], tokens [B, Lc, D], masks: `ConditionMasks`, frames: T of the frame-major tokens."""
         frames = 1 if self.full_attention else frames
         mods = self.adaLN_modulation(c).chunk(self.num_mods, dim=-1)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods[:6]
@@ -200,11 +209,12 @@ class VideoDiTBlock(nn.Module):
         if self.joint:
             # The condition tokens see the noise level too (as CogVideoX's text stream), in every block.
             cond = modulate(self.norm_cond(tokens), mods[6], mods[7])
-            x = torch.addcmul(x, gate_msa[:, None], self.attn(attn_in, rope, cond, attn_mask, frames))
+            x = torch.addcmul(x, gate_msa[:, None], self.attn(attn_in, rope, cond, masks.joint, frames))
         else:
             x = torch.addcmul(x, gate_msa[:, None], self.attn(attn_in, rope, frames=frames))
-            cross = self.cross_attn(self.norm2(x), tokens, attn_mask)
-            x = x + (cross if cross_gate is None else cross * cross_gate)
+        if self.cross:
+            cross = self.cross_attn(self.norm2(x), tokens, masks.cross)
+            x = x + (cross if masks.cross_gate is None else cross * masks.cross_gate)
         x = torch.addcmul(x, gate_mlp[:, None], self.mlp(modulate(self.norm3(x), shift_mlp, scale_mlp)))
         return x
 
@@ -286,10 +296,25 @@ class VideoDiT(nn.Module):
         for block in self.blocks:
             nn.init.zeros_(block.adaLN_modulation[-1].weight)
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
+            if (
+                block.joint and block.cross
+            ):  # an added cross-attention starts as a no-op (see zero_init_prefixes)
+                nn.init.zeros_(block.cross_attn.proj.weight)
+                nn.init.zeros_(block.cross_attn.proj.bias)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
+
+    def added_module_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes (under the backbone) of modules that compute nothing at initialisation: the
+        cross-attention of joint+cross. A checkpoint without them still initialises this model exactly."""
+        return tuple(
+            f"blocks.{i}.{name}."
+            for i, block in enumerate(self.blocks)
+            if block.joint and block.cross
+            for name in ("norm2", "cross_attn")
+        )
 
     def _check_input(self, x: torch.Tensor) -> tuple[int, int, int]:
         if x.ndim != 5 or x.shape[1] != self.in_channels:
@@ -320,18 +345,16 @@ class VideoDiT(nn.Module):
         )  # [t, h, w, D]
         return pos.reshape(1, t * h * w, -1)  # [t, h, w, D] -> [1, L, D]
 
-    def _condition_mask(self, mask: torch.Tensor, hidden: torch.Tensor):
-        """Attention mask for the blocks (None when every token is valid: faster kernels) and cross_gate."""
+    def _condition_masks(self, mask: torch.Tensor, hidden: torch.Tensor) -> "ConditionMasks":
+        """The blocks' attention masks (None when every token is valid: faster kernels) and cross_gate."""
         if bool(mask.all()):
-            return None, None
-        if self.cfg.condition == "joint":
-            return mask, None  # [B, Lc]: the attention adds its always-valid video keys
+            return ConditionMasks(None, None, None)
         has_token = mask.any(dim=-1)  # [B]
-        attn_mask = (mask | ~has_token[:, None])[:, None, None, :]  # [B, Lc] -> [B, 1, 1, Lc]
+        cross = (mask | ~has_token[:, None])[:, None, None, :]  # [B, Lc] -> [B, 1, 1, Lc]
         # A row with no valid token (never expected: encoders emit a null token) gets no cross-attention
         # instead of the NaN that a fully masked softmax would give.
         cross_gate = None if bool(has_token.all()) else has_token.to(hidden.dtype)[:, None, None]
-        return attn_mask, cross_gate
+        return ConditionMasks(mask, cross, cross_gate)  # joint: [B, Lc], its video keys are always valid
 
     def forward(
         self,
@@ -366,15 +389,13 @@ class VideoDiT(nn.Module):
 
         c = self.time_embed(c_noise)  # [B, D]
         cond = self.cond_embed(tokens.to(hidden.dtype))  # [B, Lc, cond_dim] -> [B, Lc, D]
-        attn_mask, cross_gate = self._condition_mask(mask.bool(), hidden)
+        masks = self._condition_masks(mask.bool(), hidden)
 
         for block in self.blocks:
             if self.activation_checkpointing and torch.is_grad_enabled():
-                hidden = checkpoint(
-                    block, hidden, c, cond, attn_mask, cross_gate, rope, t, use_reentrant=False
-                )
+                hidden = checkpoint(block, hidden, c, cond, masks, rope, t, use_reentrant=False)
             else:
-                hidden = block(hidden, c, cond, attn_mask, cross_gate, rope, t)
+                hidden = block(hidden, c, cond, masks, rope, t)
 
         out = self.final_layer(hidden, c)  # [B, L, C*pt*ph*pw]
         # [B, L, C*pt*ph*pw] -> [B, C, T, H, W]

@@ -134,13 +134,25 @@ class Trainer:
         weights = ckpt.load_weights(folder / "model.safetensors")
         expected = set(self.model.inference_state_dict())
         missing, unexpected = expected - set(weights), set(weights) - expected
+        # Modules that start as no-ops (backbone.condition joint -> joint+cross) may be new: the model grows.
+        added = tuple(f"backbone.{prefix}" for prefix in self.model.backbone.added_module_prefixes())
+        grown = {key for key in missing if key.startswith(added)}
+        if grown:
+            log.info("%d new weights start from their no-op initialisation (e.g. %s)", len(grown), min(grown))
+        missing -= grown
         if missing or unexpected:
             example = sorted(missing or unexpected)[0]
             raise CheckpointError(
                 f"{folder}: weights do not match this config's model ({len(missing)} missing, "
                 f"{len(unexpected)} unexpected, e.g. {example}); use the stage-1 model settings"
             )
-        self.model.load_state_dict(weights, strict=False)
+        try:
+            self.model.load_state_dict(weights, strict=False)
+        except RuntimeError as err:  # same names, other shapes (e.g. another width)
+            first = str(err).strip().splitlines()[-1].strip()
+            raise CheckpointError(
+                f"{folder}: weights do not match this config's model ({first}); use the stage-1 model settings"
+            ) from None
         if self.info.is_main:
             log.info("initialised from %s", folder)
 
