@@ -296,9 +296,8 @@ class VideoDiT(nn.Module):
         for block in self.blocks:
             nn.init.zeros_(block.adaLN_modulation[-1].weight)
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
-            if (
-                block.joint and block.cross
-            ):  # an added cross-attention starts as a no-op (see zero_init_prefixes)
+            # joint+cross: the added cross-attention starts as a no-op (see added_module_prefixes).
+            if block.joint and block.cross:
                 nn.init.zeros_(block.cross_attn.proj.weight)
                 nn.init.zeros_(block.cross_attn.proj.bias)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
@@ -345,7 +344,7 @@ class VideoDiT(nn.Module):
         )  # [t, h, w, D]
         return pos.reshape(1, t * h * w, -1)  # [t, h, w, D] -> [1, L, D]
 
-    def _condition_masks(self, mask: torch.Tensor, hidden: torch.Tensor) -> "ConditionMasks":
+    def _condition_masks(self, mask: torch.Tensor, hidden: torch.Tensor) -> ConditionMasks:
         """The blocks' attention masks (None when every token is valid: faster kernels) and cross_gate."""
         if bool(mask.all()):
             return ConditionMasks(None, None, None)
