@@ -106,22 +106,11 @@ class VimiPipeline:
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "VimiPipeline":
         """Load a pipeline folder (or the newest complete checkpoint of a run folder); JSON + safetensors only."""
-        from vimi.models.vimi_model import build_model
+        from vimi.models.vimi_model import build_model, load_inference_weights
 
         folder, cfg = load_pipeline_config(path)
         model = build_model(cfg)
-        weights = load_weights(folder / WEIGHTS_NAME)
-        expected = set(model.inference_state_dict())
-        missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
-        if missing or unexpected:
-            raise CheckpointError(
-                f"{folder / WEIGHTS_NAME} does not match its config.json: "
-                f"{len(missing)} missing key(s) {missing[:3]}, {len(unexpected)} unexpected key(s) {unexpected[:3]}"
-            )
-        try:
-            model.load_state_dict(weights, strict=False)
-        except RuntimeError as err:  # shape mismatches
-            raise CheckpointError(f"{folder / WEIGHTS_NAME} does not match its config.json: {err}") from None
+        load_inference_weights(model, load_weights(folder / WEIGHTS_NAME), str(folder / WEIGHTS_NAME))
         log.info("loaded %s", folder)
         return cls(model, cfg, device)
 

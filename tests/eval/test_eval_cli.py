@@ -1,4 +1,4 @@
-"""`vimi eval grounding|fvd|ucf101`: a tiny real checkpoint end to end, and bad inputs exiting 2 with a reason."""
+"""`vimi eval grounding|sensitivity|fvd|ucf101`: a tiny real checkpoint end to end, and bad inputs exiting 2 with a reason."""
 
 import json
 import math
@@ -92,6 +92,48 @@ def test_grounding_sampling_overrides_reach_the_pipeline(tiny_checkpoint, cli_wo
     )  # --steps wins over sample.steps; what was not set stays the checkpoint's own
     recorded = json.loads((out / "metrics.json").read_text())["sampling"]
     assert recorded == {"guidance_text": 1.5, "sampler": "euler", "steps": 2}
+
+
+def test_sensitivity_prints_and_writes_rows_on_a_real_checkpoint(
+    tiny_checkpoint, cli_world, tmp_path, capsys
+):
+    out = tmp_path / "sens.json"
+    args = ["eval", "sensitivity", "--checkpoint", str(tiny_checkpoint), "--world", str(cli_world)]
+    args += ["--n", "4", "--sigmas", "10,1", "--swap", "prompts", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "4 subject samples" in printed and "swapped prompts" in printed
+    result = json.loads(out.read_text())
+    assert [row["sigma"] for row in result["rows"]] == [10.0, 1.0]
+    assert result["changed"] == 4
+    # The fixture's perturbed weights read the prompt, so another prompt changes the error.
+    assert all(row["error_swapped"] != row["error_right"] for row in result["rows"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--sigmas", "10,x"], "--sigmas '10,x'"),
+        (["--sigmas", "0"], "all > 0"),
+        (["--n", "1"], "--n 1"),
+        (["--task", "retrieval_t2v"], "data.train_manifest"),
+    ],
+)
+def test_sensitivity_bad_inputs_exit_2_with_one_line(tiny_checkpoint, cli_world, capsys, extra, needle):
+    args = ["eval", "sensitivity", "--checkpoint", str(tiny_checkpoint), "--world", str(cli_world)]
+    assert main([*args, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err
+
+
+def test_sensitivity_refuses_image_swaps_for_a_text_only_checkpoint(tiny_checkpoint, tmp_path, capsys):
+    text_only = tmp_path / "text-only"
+    shutil.copytree(tiny_checkpoint, text_only)
+    config = json.loads((text_only / "config.json").read_text())
+    config["train"]["text_only"] = True
+    (text_only / "config.json").write_text(json.dumps(config))
+    assert main(["eval", "sensitivity", "--checkpoint", str(text_only)]) == 2
+    assert "use --swap prompts" in capsys.readouterr().err
 
 
 def test_grounding_missing_world_and_fvd_missing_folder_exit_2(tiny_checkpoint, tmp_path, capsys):

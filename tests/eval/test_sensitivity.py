@@ -1,13 +1,9 @@
-"""Condition sensitivity: swaps keep what they should, the probe separates a model that reads its prompt
-images from one that ignores them, and `vimi eval sensitivity` runs on a real checkpoint and world."""
-
-import json
-import shutil
+"""Condition sensitivity: swaps keep what they should, and the probe separates a model that reads its prompt
+images from one that ignores them (the `vimi eval sensitivity` command: tests/eval/test_eval_cli.py)."""
 
 import pytest
 import torch
 
-from vimi.cli import main
 from vimi.eval.sensitivity import condition_sensitivity, swap_images, swap_prompts
 from vimi.prompt import Image, MultimodalPrompt, Text
 
@@ -68,55 +64,3 @@ def test_sensitivity_rejects_mismatched_lengths():
     prompts = [_prompt("a", 0.1), _prompt("b", 0.2)]
     with pytest.raises(ValueError, match="2 videos, 2 prompts and 1 swapped"):
         condition_sensitivity(ColourModel(True), torch.zeros(2, 3, 1, 2, 2), prompts, prompts[:1])
-
-
-@pytest.fixture(scope="module")
-def sensitivity_world(tmp_path_factory):
-    from vimi.config import WorldConfig
-    from vimi.data.world import build_world
-
-    out = tmp_path_factory.mktemp("sens") / "world"
-    build_world(WorldConfig(preset="tiny", seed=5, num_heldout_videos=2, num_train_videos=8), out)
-    return out
-
-
-def test_cli_prints_and_writes_rows_on_a_real_checkpoint(
-    tiny_checkpoint, sensitivity_world, tmp_path, capsys
-):
-    out = tmp_path / "sens.json"
-    args = ["eval", "sensitivity", "--checkpoint", str(tiny_checkpoint), "--world", str(sensitivity_world)]
-    args += ["--n", "4", "--sigmas", "10,1", "--swap", "prompts", "--out", str(out)]
-    assert main(args) == 0
-    printed = capsys.readouterr().out
-    assert "4 subject samples" in printed and "swapped prompts" in printed
-    result = json.loads(out.read_text())
-    assert [row["sigma"] for row in result["rows"]] == [10.0, 1.0]
-    assert result["changed"] == 4
-    # The fixture's perturbed weights read the prompt, so another prompt changes the error.
-    assert all(row["error_swapped"] != row["error_right"] for row in result["rows"])
-
-
-@pytest.mark.parametrize(
-    ("extra", "needle"),
-    [
-        (["--sigmas", "10,x"], "--sigmas '10,x'"),
-        (["--sigmas", "0"], "all > 0"),
-        (["--n", "1"], "--n 1"),
-        (["--task", "retrieval_t2v"], "data.train_manifest"),
-    ],
-)
-def test_cli_bad_inputs_exit_2_with_one_line(tiny_checkpoint, sensitivity_world, capsys, extra, needle):
-    args = ["eval", "sensitivity", "--checkpoint", str(tiny_checkpoint), "--world", str(sensitivity_world)]
-    assert main([*args, *extra]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and needle in err
-
-
-def test_cli_refuses_image_swaps_for_a_text_only_checkpoint(tiny_checkpoint, tmp_path, capsys):
-    text_only = tmp_path / "text-only"
-    shutil.copytree(tiny_checkpoint, text_only)
-    config = json.loads((text_only / "config.json").read_text())
-    config["train"]["text_only"] = True
-    (text_only / "config.json").write_text(json.dumps(config))
-    assert main(["eval", "sensitivity", "--checkpoint", str(text_only)]) == 2
-    assert "use --swap prompts" in capsys.readouterr().err

@@ -92,7 +92,7 @@ def test_stage2_grows_a_joint_stage1_into_joint_plus_cross(stage1_run, tiny_worl
     stage1_out, stage1_last = stage1_run
     args = ["train.stage=instruct", f"train.init_from={stage1_out}", "train.steps=1", "train.lr=0.0"]
     cfg = debug_config(tiny_world, tmp_path / "grown", *args, "model.backbone.condition=joint+cross")
-    with caplog.at_level("INFO", logger="vimi.train.trainer"):
+    with caplog.at_level("INFO", logger="vimi"):
         last = train(cfg)
     assert "start from their no-op initialisation" in caplog.text
     before = load_file(stage1_last / "model.safetensors")

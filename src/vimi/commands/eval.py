@@ -175,30 +175,24 @@ def _sensitivity(args: argparse.Namespace, cfg) -> int:
     batch = collate_samples([dataset.sample(i, dropout=False, stream="eval") for i in range(args.n)])
     swapped = SWAPS[args.swap](batch.prompts)
     changed = sum(
-        len(a.segments) != len(b.segments) or any(x is not y for x, y in zip(a.segments, b.segments))
-        for a, b in zip(batch.prompts, swapped)
-    )
+        a is not b for a, b in zip(batch.prompts, swapped)
+    )  # a swap returns unchanged prompts as is
     if not changed:
         raise DataError(f"--swap {args.swap} changed none of the {args.n} {args.task} prompts (no images?)")
-    model = VimiPipeline.from_pretrained(args.checkpoint, device=args.device).model
-    device = next(model.parameters()).device
-
-    def to_device(x):
-        return None if x is None else x.to(device)
-
+    pipe = VimiPipeline.from_pretrained(args.checkpoint, device=args.device)
+    # model.condition moves the context frames to the model's device itself.
     rows = condition_sensitivity(
-        model, batch.videos.to(device), batch.prompts, swapped, sigmas,
-        to_device(batch.context), to_device(batch.context_mask), seed=args.seed,
+        pipe.model, batch.videos.to(pipe.device), batch.prompts, swapped, sigmas,
+        batch.context, batch.context_mask, seed=args.seed,
     )  # fmt: skip
     print(f"{args.checkpoint}: {args.n} {args.task} samples, {changed} with a swapped condition")
     print("\n".join(format_sensitivity(rows, args.swap)))
     if args.out:
         from vimi.utils.atomic import write_json_atomic
 
+        rows_json = [dataclasses.asdict(r) | {"gain": r.gain} for r in rows]
         result = {"checkpoint": str(args.checkpoint), "task": args.task, "swap": args.swap, "n": args.n}
-        result["changed"] = changed
-        result["rows"] = [dataclasses.asdict(r) | {"gain": r.gain} for r in rows]
-        write_json_atomic(args.out, result)
+        write_json_atomic(args.out, result | {"changed": changed, "rows": rows_json})
     return 0
 
 

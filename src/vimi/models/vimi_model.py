@@ -1,5 +1,7 @@
 """VimiModel: the multimodal encoder, the VideoDiT backbone under EDM preconditioning, and the autoencoder."""
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,9 +15,12 @@ from vimi.diffusion import (
     randn_per_sample,
     sample_training_sigmas,
 )
+from vimi.errors import CheckpointError
 from vimi.models.encoders import build_encoder
 from vimi.models.video_dit import VideoDiT
 from vimi.prompt import MultimodalPrompt
+
+log = logging.getLogger(__name__)
 
 # State-dict prefixes that inference checkpoints carry; the autoencoder (and any frozen pretrained
 # model an encoder names in `external_state_prefixes`) is loaded from its own local path instead.
@@ -149,6 +154,32 @@ def is_inference_key(model: VimiModel, key: str) -> bool:
 def trainable_state_dict(model: VimiModel) -> dict[str, torch.Tensor]:
     """The state a training checkpoint must hold: everything but the externally loaded frozen parts."""
     return {k: v for k, v in model.state_dict().items() if not is_external_key(model, k)}
+
+
+def load_inference_weights(
+    model: VimiModel, weights: dict[str, torch.Tensor], source: str, hint: str = "", allow_new: bool = False
+) -> None:
+    """Load a checkpoint's inference weights (model.safetensors) into `model`, or CheckpointError naming `source`.
+
+    allow_new: weights of modules that start as no-ops (`VideoDiT.added_module_prefixes`) may be absent, and
+    keep their initialisation: the model grows (stage 2 from a stage-1 checkpoint).
+    """
+    expected = set(model.inference_state_dict())
+    missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
+    if allow_new:
+        added = tuple(f"backbone.{prefix}" for prefix in model.backbone.added_module_prefixes())
+        if grown := [key for key in missing if key.startswith(added)]:
+            log.info("%d new weights start from their no-op initialisation (e.g. %s)", len(grown), grown[0])
+        missing = [key for key in missing if not key.startswith(added)]
+    if missing or unexpected:
+        problem = f"{len(missing)} missing key(s) {missing[:3]}, {len(unexpected)} unexpected key(s) {unexpected[:3]}"
+    else:
+        try:
+            model.load_state_dict(weights, strict=False)
+            return
+        except RuntimeError as err:  # same names, other shapes (e.g. another width)
+            problem = str(err).strip().splitlines()[-1].strip()
+    raise CheckpointError(f"{source}: weights do not match this config's model ({problem}){hint}")
 
 
 def build_model(cfg: VimiConfig) -> VimiModel:

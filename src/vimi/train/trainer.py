@@ -19,7 +19,13 @@ import torch
 from vimi.config import VimiConfig, save_config, to_dict
 from vimi.data.tasks import TaskBatch, TaskMixture, build_task_dataset, collate_samples
 from vimi.errors import CheckpointError, ConfigError
-from vimi.models.vimi_model import VimiModel, build_model, is_inference_key, trainable_state_dict
+from vimi.models.vimi_model import (
+    VimiModel,
+    build_model,
+    is_inference_key,
+    load_inference_weights,
+    trainable_state_dict,
+)
 from vimi.train import checkpoint as ckpt
 from vimi.train import distributed as dist
 from vimi.train.ema import EMA
@@ -132,27 +138,9 @@ class Trainer:
         """Stage 2 starts from the stage-1 inference (EMA) weights; the optimizer starts fresh."""
         folder = ckpt.resolve_checkpoint(path)
         weights = ckpt.load_weights(folder / "model.safetensors")
-        expected = set(self.model.inference_state_dict())
-        missing, unexpected = expected - set(weights), set(weights) - expected
-        # Modules that start as no-ops (backbone.condition joint -> joint+cross) may be new: the model grows.
-        added = tuple(f"backbone.{prefix}" for prefix in self.model.backbone.added_module_prefixes())
-        grown = {key for key in missing if key.startswith(added)}
-        if grown:
-            log.info("%d new weights start from their no-op initialisation (e.g. %s)", len(grown), min(grown))
-        missing -= grown
-        if missing or unexpected:
-            example = sorted(missing or unexpected)[0]
-            raise CheckpointError(
-                f"{folder}: weights do not match this config's model ({len(missing)} missing, "
-                f"{len(unexpected)} unexpected, e.g. {example}); use the stage-1 model settings"
-            )
-        try:
-            self.model.load_state_dict(weights, strict=False)
-        except RuntimeError as err:  # same names, other shapes (e.g. another width)
-            first = str(err).strip().splitlines()[-1].strip()
-            raise CheckpointError(
-                f"{folder}: weights do not match this config's model ({first}); use the stage-1 model settings"
-            ) from None
+        # allow_new: a joint stage-1 checkpoint grows into backbone.condition=joint+cross.
+        hint = "; use the stage-1 model settings"
+        load_inference_weights(self.model, weights, str(folder), hint=hint, allow_new=True)
         if self.info.is_main:
             log.info("initialised from %s", folder)
 
