@@ -112,3 +112,23 @@ def test_summary_has_confidence_intervals_around_the_mean(small_world):
         value = metrics[name]
         assert value["ci_low"] <= value["mean"] <= value["ci_high"] and value["n"] == 3
     assert np.isclose(metrics["psnr"]["mean"], 100.0) and np.isclose(metrics["ssim"]["mean"], 1.0)
+
+
+def test_psnr_copy_is_the_floor_of_holding_the_given_frame(small_world):
+    truth = truth_generator(small_world)
+
+    def hold_first_frame(prompts, first_frames, seeds, index):
+        videos = truth(prompts, first_frames, seeds, index)  # [B, C, T, H, W]
+        return videos[:, :, :1].expand_as(videos).clone()
+
+    cfg = EvalConfig(n=6, bootstrap_samples=10)
+    held = run_benchmark(small_world, hold_first_frame, ["predict"], cfg)
+    exact = run_benchmark(small_world, truth, ["predict"], cfg)
+    for held_score, exact_score in zip(held.scores, exact.scores):
+        # Holding the frame scores exactly the floor; the true continuation scores the cap; noise far below.
+        assert held_score.psnr == pytest.approx(held_score.psnr_copy)
+        assert exact_score.psnr == 100.0 and exact_score.psnr_copy == pytest.approx(held_score.psnr_copy)
+    assert min(s.psnr_copy for s in exact.scores) < 40  # the world's subjects move: the floor is not the cap
+    noise = run_benchmark(small_world, noise_generator, ["predict"], cfg)
+    assert all(s.psnr < s.psnr_copy for s in noise.scores)
+    assert "psnr_copy" in exact.summary["tasks"]["predict"]

@@ -23,6 +23,7 @@ from vimi.data.world import GroundedWorld, VideoGroundTruth
 from vimi.errors import ConfigError
 from vimi.eval.grounding import (
     ACCURACY_METRICS,
+    PREDICTION_METRICS,
     GroundingScorer,
     GroundTruth,
     VideoScore,
@@ -35,7 +36,7 @@ TASKS = ("subject", "two_subject", "predict", "t2v")
 MIN_VISIBLE_PIXELS = 25
 """A prompt's video must show each subject with a box of at least this many pixels in most frames: a
 subject that blends into its scene (same colours) cannot be judged from pixels, truth or generated."""
-METRICS = (*ACCURACY_METRICS, "psnr", "ssim")
+METRICS = (*ACCURACY_METRICS, *PREDICTION_METRICS)
 
 GenerateFn = Callable[[list[MultimodalPrompt], list[torch.Tensor | None], list[int], Any], torch.Tensor]
 """generate_fn(prompts, first_frames, seeds, index) -> videos [B, C, T, H, W] in [-1, 1]; video i depends

@@ -18,6 +18,8 @@ Per video (see `GroundingScorer.score`):
                (min_explained) and each remove MIN_SUBJECT_SHARE of the error in its own footprint, in at
                least half of the sampled frames. Order-free: shuffled frames keep it.
   psnr / ssim  video prediction: frames after the given ones against the true continuation.
+  psnr_copy    the same PSNR for the last given frame held still: the floor a prediction must beat
+               (a model that has not learned motion scores about this; a still video scores the cap).
 A video that shows nothing subject-like (noise, an empty scene) is scored wrong, never guessed.
 """
 
@@ -34,6 +36,7 @@ from vimi.eval.pairs import fit_pairs
 from vimi.eval.tracking import SubjectTracker, TemplateFit, to_frames
 
 ACCURACY_METRICS = ("subject", "motion", "scene", "consistency", "two_subject")
+PREDICTION_METRICS = ("psnr", "psnr_copy", "ssim")
 VALIDITY: dict[str, dict[str, float]] = {
     "subject": {"truth": 1.0, "noise": 0.0, "shuffled": 1.0, "wrong_subject": 0.0, "chance": 1 / 8},
     "motion": {
@@ -114,6 +117,7 @@ class VideoScore:
     consistency: float | None = None
     two_subject: float | None = None
     psnr: float | None = None
+    psnr_copy: float | None = None
     ssim: float | None = None
     predicted_subjects: list[int] | None = None
     predicted_motion: str | None = None
@@ -121,7 +125,7 @@ class VideoScore:
 
     def metrics(self) -> dict[str, float]:
         """The metric values that apply (name -> value)."""
-        names = (*ACCURACY_METRICS, "psnr", "ssim")
+        names = (*ACCURACY_METRICS, *PREDICTION_METRICS)
         return {k: v for k, v in asdict(self).items() if k in names and v is not None}
 
 
@@ -158,7 +162,8 @@ class GroundingScorer:
     ) -> VideoScore:
         """Score one video (tensor [C, T, H, W] in [-1, 1] or uint8 [T, H, W, 3]) against `truth`.
 
-        With `reference` (the true video), PSNR/SSIM of frames after the first `given_frames` are added.
+        With `reference` (the true video), PSNR/SSIM of frames after the first `given_frames` are added, and
+        (given_frames > 0) the PSNR of holding the last given frame.
         """
         tracker, cfg = self.tracker, self.cfg
         frames = to_frames(video, self.renderer.height, self.renderer.width)
@@ -191,9 +196,12 @@ class GroundingScorer:
             out.predicted_subjects = sorted(pair) if valid else []
             out.two_subject = float(valid and sorted(pair) == sorted(truth.subjects))
         if reference is not None:
-            out.psnr, out.ssim = prediction_scores(
-                frames, to_frames(reference, *frames.shape[1:3]), given_frames
-            )
+            truth_frames = to_frames(reference, *frames.shape[1:3])
+            out.psnr, out.ssim = prediction_scores(frames, truth_frames, given_frames)
+            if given_frames > 0:
+                held = truth_frames.copy()
+                held[given_frames:] = truth_frames[given_frames - 1]
+                out.psnr_copy = prediction_scores(held, truth_frames, given_frames)[0]
         return out
 
     def _identify(

@@ -110,12 +110,13 @@ def _summary_table(results: dict[str, BenchResult]) -> str:
 
 
 def _bars(metrics: dict[str, float]) -> str:
-    """One labelled bar per metric: accuracies on [0, 1], PSNR on [0, 50] dB, SSIM on [0, 1]."""
+    """One labelled bar per metric: accuracies on [0, 1], PSNRs on [0, 50] dB, SSIM on [0, 1]."""
     parts = []
     for name, value in metrics.items():
-        full = 50.0 if name == "psnr" else 1.0
+        decibels = name.startswith("psnr")
+        full = 50.0 if decibels else 1.0
         width = max(0.0, min(1.0, value / full)) * 100
-        label = f"{value:.1f} dB" if name == "psnr" else f"{value:.2f}"
+        label = f"{value:.1f} dB" if decibels else f"{value:.2f}"
         parts.append(
             f"<div class='metric'>{html.escape(name)} <span class='bar'><div class='fill' style='width:{width:.0f}%'></div></span> {html.escape(label)}</div>"
         )
