@@ -79,12 +79,13 @@ def train(cfg: VimiConfig, on_step: StepHook | None = None) -> Path:
     """
     started_dist = not torch.distributed.is_initialized()
     info = dist.init_distributed()
-    try:
-        check_config(cfg, info.world_size)
-        return Trainer(cfg, info).run(on_step)
-    finally:
-        if started_dist:
-            dist.shutdown_distributed()
+    # No teardown after an error: the other ranks may be inside a collective (torchtitan does the same);
+    # torchrun ends them.
+    check_config(cfg, info.world_size)
+    last = Trainer(cfg, info).run(on_step)
+    if started_dist:
+        dist.shutdown_distributed()
+    return last
 
 
 class Trainer:
