@@ -196,6 +196,12 @@ class BackboneConfig:
     cross-attention's output starting at zero, so a joint checkpoint grows into it (train.init_from)
     unchanged. In joint attention a few condition tokens share one softmax with hundreds of video keys;
     cross-attention's softmax is over the condition alone, so prompt images always get a share of it."""
+    reference_images: int = 0
+    """In-context references (as Concat-ID, Phantom and OminiControl): each prompt's first N images also join
+    the video's token sequence as clean still frames, encoded by the autoencoder and patched by the video's
+    own patch embedding (in the given-frame channels), so that video tokens read a subject's appearance
+    in the video's own representation at every layer. 0: images reach the backbone only as encoder tokens.
+    Needs context_frames; costs N x (tokens of one latent frame group) more sequence."""
     full_attention_every: int = 2
     """Blocks 0, k, 2k, ... attend over the whole video; the others within each frame only (spatial,
     1/T of the attention cost), the interleaved space/space-time design of Latte and STDiT. 1: full 3D

@@ -61,3 +61,19 @@ def test_randn_per_sample_is_batch_independent():
     batch = randn_per_sample((4, 3, 2, 4, 4), seeds=[1, 2, 7, 9], device="cpu", dtype=torch.float32)
     assert torch.equal(alone[0], batch[2])
     assert not torch.equal(batch[0], batch[1])
+
+
+def test_concat_conditions_pads_reference_clips_with_masked_zeros():
+    first, second = cond(1, 2, 1.0), cond(1, 2, 2.0)
+    first["references"], first["reference_mask"] = (
+        torch.ones(1, 2, 3, 1, 4, 4),
+        torch.ones(1, 2, dtype=torch.bool),
+    )
+    second["references"], second["reference_mask"] = (
+        torch.ones(1, 0, 3, 1, 4, 4),
+        torch.ones(1, 0, dtype=torch.bool),
+    )
+    batched = concat_conditions([first, second])
+    assert batched["references"].shape == (2, 2, 3, 1, 4, 4)
+    assert batched["reference_mask"].tolist() == [[True, True], [False, False]]
+    assert batched["references"][1].abs().sum() == 0

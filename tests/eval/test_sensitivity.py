@@ -35,7 +35,7 @@ class ColourModel:
         self.autoencoder = torch.nn.Identity()
         self.autoencoder.encode = lambda x: x
 
-    def condition(self, prompts, context=None, context_mask=None):
+    def condition(self, prompts, context=None, context_mask=None, size=None):
         return {"colour": torch.stack([p.images[0].load().mean() for p in prompts])}
 
     def denoiser(self, x, sigma, cond):

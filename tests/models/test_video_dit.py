@@ -204,8 +204,8 @@ def test_joint_checkpoint_grows_into_joint_plus_cross_unchanged():
 
 
 def test_frame_local_attention_equals_attending_each_frame_alone():
+    from vimi.models.attention import SelfAttention
     from vimi.models.rope import rope_3d_tables
-    from vimi.models.video_dit import SelfAttention
 
     torch.manual_seed(0)
     attn = SelfAttention(hidden=32, heads=2, condition_keys=True)
@@ -224,3 +224,68 @@ def test_frame_local_attention_equals_attending_each_frame_alone():
 def test_full_attention_every_must_be_positive():
     with pytest.raises(ConfigError, match="full_attention_every=0"):
         VideoDiT(BackboneConfig(full_attention_every=0), 3, COND_DIM)
+
+
+def make_references(batch=2, count=2, channels=3, patch_t=1, size=8, seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, count, channels, patch_t, size, size, generator=gen)
+
+
+@pytest.mark.parametrize("condition", ["joint", "cross"])
+@pytest.mark.parametrize("positions", ["rope3d", "learned"])
+def test_references_are_read_and_padded_ones_are_not(condition, positions):
+    # full_attention_every=2: padded references must be ignored by full and frame-local blocks alike.
+    cfg = BackboneConfig(reference_images=2, condition=condition, positions=positions, full_attention_every=2)
+    net = VideoDiT(cfg, 3, COND_DIM).eval()
+    randomize_output_layer(net)
+    x, c_noise, tokens, mask = make_inputs(frames=2)
+    references = make_references()
+    reference_mask = torch.tensor([[True, True], [True, False]])
+    out = net(x, c_noise, tokens, mask, references=references, reference_mask=reference_mask)
+    assert out.shape == x.shape
+    # Row 1's padded reference changes nothing; row 1 alone with its one reference gives the same output.
+    changed = references.clone()
+    changed[1, 1] = torch.randn_like(changed[1, 1]) * 10
+    torch.testing.assert_close(
+        out, net(x, c_noise, tokens, mask, references=changed, reference_mask=reference_mask)
+    )
+    alone = net(x[1:], c_noise[1:], tokens[1:], mask[1:], references=references[1:, :1])
+    torch.testing.assert_close(out[1:], alone, atol=1e-5, rtol=1e-4)
+    # A real reference does change the output, and no references at all equals zero references.
+    changed[0, 1] = torch.randn_like(changed[0, 1])
+    other = net(x, c_noise, tokens, mask, references=changed, reference_mask=reference_mask)
+    assert not torch.allclose(out[0], other[0], atol=1e-4)
+    none = net(x, c_noise, tokens, mask)
+    torch.testing.assert_close(none, net(x, c_noise, tokens, mask, references=references[:, :0]))
+    assert not torch.allclose(none, out, atol=1e-4)
+
+
+def test_references_enter_like_given_frames_until_their_embedding_learns_otherwise():
+    # reference_embed starts at zero, so a reference frame is a fully given frame of the video's own
+    # patching: the same token a given frame with identical content makes.
+    cfg = BackboneConfig(reference_images=1, patch_t=2)
+    net = VideoDiT(cfg, 3, COND_DIM)
+    assert torch.count_nonzero(net.reference_embed) == 0
+    reference = make_references(batch=1, count=1, patch_t=2)
+    ref_token = net._reference_tokens(reference, (1, 2, 2))  # [1, 4, D]
+    given = torch.cat(
+        [torch.zeros_like(reference[:, 0]), reference[:, 0], torch.ones_like(reference[:, 0, :1])], 1
+    )
+    from einops import rearrange
+
+    patches = rearrange(given, "b c pt (h ph) (w pw) -> b (h w) (c pt ph pw)", ph=4, pw=4)
+    torch.testing.assert_close(ref_token, net.patch_embed(patches))
+    assert net.added_module_prefixes() == ("reference_embed",)
+
+
+def test_reference_config_and_shape_errors_name_the_problem():
+    with pytest.raises(ConfigError, match="reference_images=-1"):
+        VideoDiT(BackboneConfig(reference_images=-1), 3, COND_DIM)
+    with pytest.raises(ConfigError, match="context_frames"):
+        VideoDiT(BackboneConfig(reference_images=1, context_frames=False), 3, COND_DIM)
+    x, c_noise, tokens, mask = make_inputs(frames=2)
+    with pytest.raises(ValueError, match="reference_images=0"):
+        VideoDiT(BackboneConfig(), 3, COND_DIM)(x, c_noise, tokens, mask, references=make_references())
+    net = VideoDiT(BackboneConfig(reference_images=2), 3, COND_DIM)
+    with pytest.raises(ValueError, match=r"references must be \[B, N, 3, 1, 8, 8\]"):
+        net(x, c_noise, tokens, mask, references=make_references(size=4))

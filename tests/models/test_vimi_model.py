@@ -1,4 +1,4 @@
-"""VimiModel's condition: given frames are held over the frames that follow them (context_hold)."""
+"""VimiModel's condition: given frames held over the frames that follow them (context_hold), reference clips."""
 
 import torch
 
@@ -32,3 +32,39 @@ def test_condition_holds_the_given_frame_unless_disabled() -> None:
         expected = frames[:, :, :1].expand_as(later) if hold else torch.zeros_like(later)
         torch.testing.assert_close(later, expected)
         assert torch.equal(cond["context_mask"], mask)
+
+
+def test_condition_fits_the_first_prompt_images_to_the_video_as_reference_clips() -> None:
+    from vimi.prompt import Image
+
+    overrides = ["model.backbone.hidden=32", "model.backbone.depth=1", "model.backbone.heads=2",
+                 "model.backbone.reference_images=2", "model.backbone.patch_t=2"]  # fmt: skip
+    model = build_model(load_config(None, overrides))
+    wide = torch.zeros(3, 8, 16)
+    wide[:, :, 4:12] = 0.5  # the centre 8x8 square; the sides are cropped away for a square video
+    images = [Image(wide), Image(torch.full((3, 8, 8), -0.5)), Image(torch.ones(3, 8, 8))]
+    prompts = [
+        MultimodalPrompt(["a ", images[0], " in ", images[1], " and ", images[2]]),
+        MultimodalPrompt(["a cat"]),
+    ]
+    cond = model.condition(prompts, size=(16, 16))
+    # [B, N, C, patch_t, H, W]: only the first two images, each a still clip over one temporal patch.
+    assert cond["references"].shape == (2, 2, 3, 2, 16, 16)
+    assert cond["reference_mask"].tolist() == [[True, True], [False, False]]
+    torch.testing.assert_close(cond["references"][0, 0], torch.full((3, 2, 16, 16), 0.5))
+    torch.testing.assert_close(cond["references"][0, 1], torch.full((3, 2, 16, 16), -0.5))
+    assert cond["references"][1].abs().sum() == 0
+    try:
+        model.condition(prompts)
+    except ValueError as err:
+        assert "size" in str(err)
+    else:
+        raise AssertionError("references without a video size must be refused")
+    # The loss reaches the references (once the zero-initialised gates and output layer are not zero).
+    with torch.no_grad():
+        for name, param in model.backbone.named_parameters():
+            if "adaLN" in name or "final_layer" in name:
+                param.normal_(0, 0.05)
+    videos = torch.rand(2, 3, 4, 16, 16) * 2 - 1
+    model.loss(videos, prompts).backward()
+    assert model.backbone.reference_embed.grad.abs().sum() > 0

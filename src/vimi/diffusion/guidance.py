@@ -12,13 +12,13 @@ from vimi.diffusion.samplers import ModelFn
 
 
 def pad_tokens(tokens: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad tokens [B, L, D] and mask [B, L] to `length` with zero tokens whose mask is False."""
+    """Pad tokens [B, L, ...] and mask [B, L] to `length` with zero tokens whose mask is False."""
     extra = length - tokens.shape[1]
     if extra <= 0:
         return tokens, mask.bool()
     tokens = torch.cat(
-        [tokens, tokens.new_zeros(tokens.shape[0], extra, tokens.shape[2])], dim=1
-    )  # [B, length, D]
+        [tokens, tokens.new_zeros(tokens.shape[0], extra, *tokens.shape[2:])], dim=1
+    )  # [B, length, ...]
     mask = torch.cat(
         [mask.bool(), mask.new_zeros(mask.shape[0], extra, dtype=torch.bool)], dim=1
     )  # [B, length]
@@ -26,10 +26,14 @@ def pad_tokens(tokens: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[t
 
 
 def concat_conditions(conds: list[dict]) -> dict:
-    """Stack condition dicts along the batch: tokens padded to one length, absent context given as zeros."""
-    length = max(c["tokens"].shape[1] for c in conds)
-    padded = [pad_tokens(c["tokens"], c["mask"], length) for c in conds]
-    out = {"tokens": torch.cat([t for t, _ in padded]), "mask": torch.cat([m for _, m in padded])}
+    """Stack condition dicts along the batch: tokens (and reference clips) padded to one length, absent context
+    given as zeros."""
+    out = {}
+    for key, mask_key in (("tokens", "mask"), ("references", "reference_mask")):
+        if key in conds[0]:
+            length = max(c[key].shape[1] for c in conds)
+            padded = [pad_tokens(c[key], c[mask_key], length) for c in conds]
+            out[key], out[mask_key] = torch.cat([t for t, _ in padded]), torch.cat([m for _, m in padded])
     with_context = [c for c in conds if c.get("context") is not None]
     if with_context:
         ref = with_context[0]

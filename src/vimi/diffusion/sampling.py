@@ -49,7 +49,10 @@ def sample_videos(
         "cond_image": [p.drop_text() for p in prompts],
         "cond_uncond": [p.drop_text().drop_images() for p in prompts],
     }
-    conds = {name: model.condition(variant, context, context_mask) for name, variant in variants.items()}
+    size = tuple(n * model.autoencoder.spatial_compression for n in latent_shape[-2:])  # pixels (H, W)
+    conds = {
+        name: model.condition(variant, context, context_mask, size) for name, variant in variants.items()
+    }
 
     sigmas = sampling_sigmas(steps, diffusion, latent_shape, device=device)
     noise = randn_per_sample(latent_shape, seeds, device=device, dtype=torch.float32)

@@ -3,7 +3,8 @@
 Each block: adaLN-zero self-attention over all (t, h, w) patches with 3D RoPE, cross-attention to the
 multimodal condition tokens, adaLN-zero MLP. Timestep conditioning is adaLN (shift, scale, gate) with
 zero-initialised gates and output layer, so the network outputs exactly zero at initialisation.
-For video prediction the given frames and their mask are concatenated to the input channels.
+For video prediction the given frames and their mask are concatenated to the input channels. Reference
+images (backbone.reference_images) join the token sequence after the video as clean still frames.
 """
 
 import math
@@ -11,14 +12,14 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vimi.config import BackboneConfig
 from vimi.errors import ConfigError
-from vimi.models.rope import apply_rope, rope_3d_tables, split_head_dim
+from vimi.models.attention import CrossAttention, SelfAttention
+from vimi.models.rope import rope_3d_tables, split_head_dim
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,12 @@ def resolve_backbone_size(cfg: BackboneConfig) -> BackboneSize:
         )
     if size.hidden % size.heads:
         raise ConfigError(f"model.backbone: hidden={size.hidden} is not divisible by heads={size.heads}")
+    if cfg.reference_images < 0:
+        raise ConfigError(f"model.backbone.reference_images={cfg.reference_images} must be >= 0 (0: none)")
+    if cfg.reference_images and not cfg.context_frames:
+        raise ConfigError(
+            "model.backbone.reference_images needs context_frames=true: references enter as given frames"
+        )
     return size
 
 
@@ -82,97 +89,14 @@ class TimestepEmbedder(nn.Module):
         return self.mlp(features.to(self.mlp[0].weight.dtype))
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention (fused QKV, QK-norm, optional RoPE), optionally also over condition tokens.
-
-    With `condition_keys` the condition tokens join as extra keys/values (no queries, no RoPE): one
-    attention reads both the video and the condition, which saves cross-attention's query and output
-    projections on every video token.
-    """
-
-    def __init__(self, hidden: int, heads: int, condition_keys: bool = False):
-        super().__init__()
-        self.heads, self.head_dim = heads, hidden // heads
-        self.qkv = nn.Linear(hidden, 3 * hidden)
-        self.cond_kv = nn.Linear(hidden, 2 * hidden) if condition_keys else None
-        # QK-norm keeps attention logits bounded, which is what makes bf16 training stable
-        # (LayerNorm rather than RMSNorm: a fused kernel on CPU as well as GPU).
-        self.q_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
-        self.k_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
-        self.proj = nn.Linear(hidden, hidden)
-
-    def _split_heads(self, x: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
-        batch, length, _ = x.shape
-        # [B, L, parts*D] -> [B, L, parts, H, Dh] -> parts x [B, H, L, Dh]
-        return x.view(batch, length, parts, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        rope: torch.Tensor | None,
-        cond: torch.Tensor | None = None,
-        cond_mask: torch.Tensor | None = None,
-        frames: int = 1,
-    ) -> torch.Tensor:
-        """x [B, L, D], rope [L, Dh/2], cond [B, Lc, D] and cond_mask [B, Lc] or None (condition_keys only).
-
-        frames > 1: attend within each of that many frames only (x's tokens are frame-major).
-        """
-        batch, length, hidden = x.shape
-        x = x.view(batch * frames, length // frames, hidden)  # [B, L, D] -> [B*T, S, D] (free: frame-major)
-        q, k, v = self._split_heads(self.qkv(x), 3)  # each [B*T, H, S, Dh]
-        q, k = self.q_norm(q), self.k_norm(k)
-        if rope is not None:
-            if frames > 1:  # [B*T, H, S, Dh] -> [B, T, H, S, Dh] against rotations [T, 1, S, Dh/2]
-                rope = rope.view(frames, 1, length // frames, -1)
-                q, k = q.unflatten(0, (batch, frames)), k.unflatten(0, (batch, frames))
-            q, k = apply_rope(q, rope).flatten(0, -4), apply_rope(k, rope).flatten(0, -4)
-        attn_mask = None
-        if self.cond_kv is not None:
-            cond_kv = self.cond_kv(cond)  # [B, Lc, 2D]
-            if frames > 1:  # every frame reads the same condition: [B, Lc, 2D] -> [B*T, Lc, 2D]
-                cond_kv = cond_kv.repeat_interleave(frames, dim=0)
-                cond_mask = None if cond_mask is None else cond_mask.repeat_interleave(frames, dim=0)
-            cond_k, cond_v = self._split_heads(cond_kv, 2)  # each [B*T, H, Lc, Dh]
-            k = torch.cat([k, self.k_norm(cond_k)], dim=2)  # [B*T, H, S + Lc, Dh]
-            v = torch.cat([v, cond_v], dim=2)
-            if cond_mask is not None:  # video keys are always valid, so no row is fully masked
-                video = cond_mask.new_ones(cond_mask.shape[0], q.shape[2])
-                attn_mask = torch.cat([video, cond_mask], dim=1)[:, None, None, :]  # [B*T, 1, 1, S + Lc]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B*T, H, S, Dh]
-        out = out.transpose(1, 2).reshape(batch, length, hidden)  # [B*T, H, S, Dh] -> [B, L, D]
-        return self.proj(out)
-
-
-class CrossAttention(nn.Module):
-    """Multi-head attention from video patches to condition tokens, ignoring masked (padded) tokens."""
-
-    def __init__(self, hidden: int, heads: int):
-        super().__init__()
-        self.heads, self.head_dim = heads, hidden // heads
-        self.q = nn.Linear(hidden, hidden)
-        self.kv = nn.Linear(hidden, 2 * hidden)
-        self.q_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
-        self.k_norm = nn.LayerNorm(self.head_dim, eps=1e-6)
-        self.proj = nn.Linear(hidden, hidden)
-
-    def forward(self, x: torch.Tensor, tokens: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
-        batch, length, hidden = x.shape
-        q = self.q(x).view(batch, length, self.heads, self.head_dim).transpose(1, 2)  # [B, H, L, Dh]
-        kv = self.kv(tokens).view(batch, tokens.shape[1], 2, self.heads, self.head_dim)  # [B, Lc, 2, H, Dh]
-        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, Lc, Dh]
-        q, k = self.q_norm(q), self.k_norm(k)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B, H, L, Dh]
-        out = out.transpose(1, 2).reshape(batch, length, hidden)  # [B, H, L, Dh] -> [B, L, D]
-        return self.proj(out)
-
-
 class ConditionMasks(NamedTuple):
-    """What the blocks mask: joint [B, Lc] and cross [B, 1, 1, Lc] key masks, cross_gate [B, 1, 1] (all optional)."""
+    """What the blocks mask (each optional): joint [B, Lc] and cross [B, 1, 1, Lc] condition-key masks,
+    cross_gate [B, 1, 1], and sequence [B, L]: which video + reference tokens are real (padded references not)."""
 
     joint: torch.Tensor | None
     cross: torch.Tensor | None
     cross_gate: torch.Tensor | None
+    sequence: torch.Tensor | None = None
 
 
 class VideoDiTBlock(nn.Module):
@@ -203,15 +127,18 @@ class VideoDiTBlock(nn.Module):
     def forward(self, x, c, tokens, masks, rope, frames):
         """x [B, L, D], c [B, D], tokens [B, Lc, D], masks: `ConditionMasks`, frames: T of the frame-major tokens."""
         frames = 1 if self.full_attention else frames
+        # Within-frame blocks need no sequence mask: a padded reference frame only attends to itself.
+        key_mask = masks.sequence if frames == 1 else None
         mods = self.adaLN_modulation(c).chunk(self.num_mods, dim=-1)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods[:6]
         attn_in = modulate(self.norm1(x), shift_msa, scale_msa)
         if self.joint:
             # The condition tokens see the noise level too (as CogVideoX's text stream), in every block.
             cond = modulate(self.norm_cond(tokens), mods[6], mods[7])
-            x = torch.addcmul(x, gate_msa[:, None], self.attn(attn_in, rope, cond, masks.joint, frames))
+            attn_out = self.attn(attn_in, rope, cond, masks.joint, frames, key_mask)
         else:
-            x = torch.addcmul(x, gate_msa[:, None], self.attn(attn_in, rope, frames=frames))
+            attn_out = self.attn(attn_in, rope, frames=frames, key_mask=key_mask)
+        x = torch.addcmul(x, gate_msa[:, None], attn_out)
         if self.cross:
             cross = self.cross_attn(self.norm2(x), tokens, masks.cross)
             x = x + (cross if masks.cross_gate is None else cross * masks.cross_gate)
@@ -249,6 +176,9 @@ class VideoDiT(nn.Module):
         if cfg.positions == "rope3d":
             split_head_dim(self.head_dim)  # fail early on a head size RoPE cannot split
         self.patch_embed = nn.Linear(input_channels * patch_volume, size.hidden)
+        if cfg.reference_images:
+            # Tells reference frames from given video frames (both arrive in the context channels).
+            self.reference_embed = nn.Parameter(torch.zeros(size.hidden))
         self.time_embed = TimestepEmbedder(size.hidden)
         self.cond_embed = nn.Sequential(
             nn.LayerNorm(cond_dim),  # condition tokens (e.g. LLM hidden states) can have large magnitudes
@@ -306,14 +236,17 @@ class VideoDiT(nn.Module):
         nn.init.zeros_(self.final_layer.linear.bias)
 
     def added_module_prefixes(self) -> tuple[str, ...]:
-        """State-dict prefixes (under the backbone) of modules that compute nothing at initialisation: the
-        cross-attention of joint+cross. A checkpoint without them still initialises this model exactly."""
-        return tuple(
+        """State-dict prefixes (under the backbone) of what a checkpoint without them may leave at its
+        initial value: the cross-attention of joint+cross (computes nothing at initialisation, so the model
+        is the checkpoint's exactly) and the reference-frame embedding (zero: references then enter as
+        given frames do, which a checkpoint trained on video prediction already reads)."""
+        cross = tuple(
             f"blocks.{i}.{name}."
             for i, block in enumerate(self.blocks)
             if block.joint and block.cross
             for name in ("norm2", "cross_attn")
         )
+        return cross + (("reference_embed",) if self.cfg.reference_images else ())
 
     def _check_input(self, x: torch.Tensor) -> tuple[int, int, int]:
         if x.ndim != 5 or x.shape[1] != self.in_channels:
@@ -344,6 +277,23 @@ class VideoDiT(nn.Module):
         )  # [t, h, w, D]
         return pos.reshape(1, t * h * w, -1)  # [t, h, w, D] -> [1, L, D]
 
+    def _reference_tokens(self, references: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        """Still latent clips [B, N, C, pt, h*ph, w*pw] -> tokens [B, N*h*w, D], as given frames of a video."""
+        batch, count = references.shape[:2]
+        _, h, w = grid
+        pt, ph, pw = self.patch
+        expected = (self.in_channels, pt, h * ph, w * pw)
+        if tuple(references.shape[2:]) != expected:
+            wanted = ", ".join(map(str, expected))
+            raise ValueError(f"VideoDiT: references must be [B, N, {wanted}], got {tuple(references.shape)}")
+        clips = references.flatten(0, 1)  # [B, N, C, pt, H, W] -> [B*N, C, pt, H, W]
+        # Nothing noisy, the image in the given-frame channels, mask 1: a fully given frame.
+        clips = torch.cat([torch.zeros_like(clips), clips, torch.ones_like(clips[:, :1])], dim=1)
+        patches = rearrange(clips, "n c pt (h ph) (w pw) -> n (h w) (c pt ph pw)", ph=ph, pw=pw)
+        tokens = self.patch_embed(patches.to(self.patch_embed.weight.dtype))  # [B*N, h*w, D]
+        tokens = tokens + self.reference_embed
+        return tokens.reshape(batch, count * h * w, -1)  # [B*N, h*w, D] -> [B, N*h*w, D]
+
     def _condition_masks(self, mask: torch.Tensor, hidden: torch.Tensor) -> ConditionMasks:
         """The blocks' attention masks (None when every token is valid: faster kernels) and cross_gate."""
         if bool(mask.all()):
@@ -363,9 +313,18 @@ class VideoDiT(nn.Module):
         mask: torch.Tensor,
         context: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
+        references: torch.Tensor | None = None,
+        reference_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x [B, C, T, H, W], c_noise [B], tokens [B, Lc, cond_dim], mask [B, Lc] -> [B, C, T, H, W]."""
+        """x [B, C, T, H, W], c_noise [B], tokens [B, Lc, cond_dim], mask [B, Lc] -> [B, C, T, H, W].
+
+        references [B, N, C, patch_t, H, W]: clean still clips (reference_images > 0), reference_mask [B, N]
+        which of them are real (None: all).
+        """
         t, h, w = self._check_input(x)
+        video_tokens = t * h * w
+        if references is not None and not self.cfg.reference_images:
+            raise ValueError("VideoDiT was built with reference_images=0 but received `references`")
         pt, ph, pw = self.patch
         if self.cfg.context_frames:
             if context is None:  # nothing given: zero frames with an all-zero mask
@@ -380,23 +339,38 @@ class VideoDiT(nn.Module):
         # [B, Cin, T, H, W] -> [B, L, Cin*pt*ph*pw] with L = t*h*w patches in (t, h, w) order
         patches = rearrange(x, "b c (t pt) (h ph) (w pw) -> b (t h w) (c pt ph pw)", pt=pt, ph=ph, pw=pw)
         hidden = self.patch_embed(patches)  # [B, L, D]
+        frames, sequence_mask = t, None
+        if references is not None and references.shape[1] > 0:
+            # After the video, so a reference's RoPE offset from the video does not depend on the batch's N.
+            reference_tokens = self._reference_tokens(references, (t, h, w))  # [B, N*h*w, D]
+            hidden = torch.cat([hidden, reference_tokens], dim=1)  # [B, L + N*h*w, D]
+            frames = t + references.shape[1]  # still frame-major: t video frames, then N reference frames
+            if self.cfg.positions == "learned" and frames > self.cfg.max_positions:
+                raise ConfigError(
+                    f"{t} latent frame groups + {references.shape[1]} references exceed "
+                    f"model.backbone.max_positions={self.cfg.max_positions}; raise it or use positions=rope3d"
+                )
+            if reference_mask is not None and not bool(reference_mask.all()):
+                video = reference_mask.new_ones(x.shape[0], video_tokens, dtype=torch.bool)
+                per_token = reference_mask.bool().repeat_interleave(h * w, dim=1)  # [B, N] -> [B, N*h*w]
+                sequence_mask = torch.cat([video, per_token], dim=1)
         rope = None
         if self.cfg.positions == "learned":
-            hidden = hidden + self._learned_positions((t, h, w))
+            hidden = hidden + self._learned_positions((frames, h, w))
         else:
-            rope = self._rope((t, h, w), x.device)
+            rope = self._rope((frames, h, w), x.device)
 
         c = self.time_embed(c_noise)  # [B, D]
         cond = self.cond_embed(tokens.to(hidden.dtype))  # [B, Lc, cond_dim] -> [B, Lc, D]
-        masks = self._condition_masks(mask.bool(), hidden)
+        masks = self._condition_masks(mask.bool(), hidden)._replace(sequence=sequence_mask)
 
         for block in self.blocks:
             if self.activation_checkpointing and torch.is_grad_enabled():
-                hidden = checkpoint(block, hidden, c, cond, masks, rope, t, use_reentrant=False)
+                hidden = checkpoint(block, hidden, c, cond, masks, rope, frames, use_reentrant=False)
             else:
-                hidden = block(hidden, c, cond, masks, rope, t)
+                hidden = block(hidden, c, cond, masks, rope, frames)
 
-        out = self.final_layer(hidden, c)  # [B, L, C*pt*ph*pw]
+        out = self.final_layer(hidden[:, :video_tokens], c)  # [B, L, C*pt*ph*pw]
         # [B, L, C*pt*ph*pw] -> [B, C, T, H, W]
         return rearrange(
             out, "b (t h w) (c pt ph pw) -> b c (t pt) (h ph) (w pw)", t=t, h=h, w=w, pt=pt, ph=ph, pw=pw

@@ -17,6 +17,7 @@ from vimi.diffusion import (
 )
 from vimi.errors import CheckpointError
 from vimi.models.encoders import build_encoder
+from vimi.models.encoders.vision import fit_image
 from vimi.models.video_dit import VideoDiT
 from vimi.prompt import MultimodalPrompt
 
@@ -49,10 +50,18 @@ class VimiModel(nn.Module):
         prompts: list[MultimodalPrompt],
         context: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
+        size: tuple[int, int] | None = None,
     ) -> dict:
-        """The diffusion condition for `prompts`; given frames (pixels [B, C, T, H, W]) move to the latent space."""
+        """The diffusion condition for `prompts`; given frames (pixels [B, C, T, H, W]) move to the latent space.
+
+        size: the video's (H, W) in pixels, which reference images (backbone.reference_images) are fitted to.
+        """
         tokens, mask = self.encoder.encode(prompts)
         cond = {"tokens": tokens, "mask": mask.to(tokens.device)}
+        if self.cfg.model.backbone.reference_images:
+            if size is None:
+                raise ValueError("condition: reference images need the video `size` (H, W)")
+            cond["references"], cond["reference_mask"] = self.reference_clips(prompts, size, tokens.device)
         if context is not None:
             if context_mask is None:
                 raise ValueError("condition: `context` frames need a `context_mask` [B, 1, T, H, W]")
@@ -67,6 +76,33 @@ class VimiModel(nn.Module):
             cond["context"] = context
             cond["context_mask"] = latent_mask  # [B, 1, T', H', W']
         return cond
+
+    @torch.no_grad()
+    def reference_clips(
+        self, prompts: list[MultimodalPrompt], size: tuple[int, int], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each prompt's first `reference_images` images as still latent clips [B, N, C', patch_t, h, w] (zeros
+        past a prompt's own images) and their mask [B, N]; N is the batch's largest count (may be 0)."""
+        height, width = size
+        batch, patch_t = len(prompts), self.cfg.model.backbone.patch_t
+        chosen = [prompt.images[: self.cfg.model.backbone.reference_images] for prompt in prompts]
+        count = max((len(images) for images in chosen), default=0)
+        pixels = torch.zeros(batch, count, 3, height, width)
+        mask = torch.zeros(batch, count, dtype=torch.bool, device=device)
+        for row, images in enumerate(chosen):
+            for column, image in enumerate(images):
+                pixels[row, column] = fit_image(image.load(), height, width)
+                mask[row, column] = True
+        # A still clip that encodes to exactly one latent frame, repeated over one temporal patch.
+        autoencoder = self.autoencoder
+        still_frames = 1 if autoencoder.causal_time else autoencoder.temporal_compression
+        if count == 0:
+            channels, _, latent_h, latent_w = autoencoder.latent_shape(still_frames, height, width)
+            return torch.zeros(batch, 0, channels, patch_t, latent_h, latent_w, device=device), mask
+        clips = pixels.flatten(0, 1)[:, :, None].expand(-1, -1, still_frames, -1, -1)  # [B*N, 3, F, H, W]
+        latents = autoencoder.encode(clips.to(device))  # [B*N, C', 1, h, w]
+        latents = latents.expand(-1, -1, patch_t, -1, -1).unflatten(0, (batch, count))  # [B, N, C', pt, h, w]
+        return latents * mask[:, :, None, None, None, None], mask
 
     def forward(
         self,
@@ -84,7 +120,7 @@ class VimiModel(nn.Module):
         """
         with torch.no_grad():
             x0 = self.autoencoder.encode(videos)  # [B, C', T', H', W']
-        cond = self.condition(prompts, context, context_mask)
+        cond = self.condition(prompts, context, context_mask, size=videos.shape[-2:])
         if seeds is None:
             return edm_loss(self.denoiser, x0, cond, self.cfg.diffusion, generator)
         if len(seeds) != x0.shape[0]:
@@ -161,15 +197,15 @@ def load_inference_weights(
 ) -> None:
     """Load a checkpoint's inference weights (model.safetensors) into `model`, or CheckpointError naming `source`.
 
-    allow_new: weights of modules that start as no-ops (`VideoDiT.added_module_prefixes`) may be absent, and
-    keep their initialisation: the model grows (stage 2 from a stage-1 checkpoint).
+    allow_new: weights that a checkpoint may lack (`VideoDiT.added_module_prefixes`) may be absent, and keep
+    their initialisation: the model grows (stage 2 from a stage-1 checkpoint).
     """
     expected = set(model.inference_state_dict())
     missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
     if allow_new:
         added = tuple(f"backbone.{prefix}" for prefix in model.backbone.added_module_prefixes())
         if grown := [key for key in missing if key.startswith(added)]:
-            log.info("%d new weights start from their no-op initialisation (e.g. %s)", len(grown), grown[0])
+            log.info("%d new weights keep their initialisation (e.g. %s)", len(grown), grown[0])
         missing = [key for key in missing if not key.startswith(added)]
     if missing or unexpected:
         problem = f"{len(missing)} missing key(s) {missing[:3]}, {len(unexpected)} unexpected key(s) {unexpected[:3]}"

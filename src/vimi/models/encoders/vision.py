@@ -58,17 +58,21 @@ class PatchVisionTower(nn.Module):
         return self.norm(x)
 
 
+def fit_image(image: Tensor, height: int, width: int) -> Tensor:
+    """Centre-crop a [3, H, W] image to the aspect ratio of height x width and resize it: -> [3, height, width]."""
+    _, in_height, in_width = image.shape
+    scale = min(in_height / height, in_width / width)
+    crop_height, crop_width = round(height * scale), round(width * scale)
+    top, left = (in_height - crop_height) // 2, (in_width - crop_width) // 2
+    crop = image[:, top : top + crop_height, left : left + crop_width].float()
+    if (crop_height, crop_width) != (height, width):
+        crop = F.interpolate(
+            crop[None], size=(height, width), mode="bilinear", antialias=scale > 1, align_corners=False
+        )[0]
+    return crop.clamp(-1, 1)
+
+
 def prepare_images(images: list[Tensor], size: int) -> Tensor:
     """Centre-crop each [3, H, W] image to a square and resize it: -> [N, 3, size, size]."""
-    prepared = []
-    for image in images:
-        _, height, width = image.shape
-        side = min(height, width)
-        top, left = (height - side) // 2, (width - side) // 2
-        square = image[:, top : top + side, left : left + side].float()
-        if side != size:
-            square = F.interpolate(
-                square[None], size=(size, size), mode="bilinear", antialias=side > size, align_corners=False
-            )[0]
-        prepared.append(square.clamp(-1, 1))
+    prepared = [fit_image(image, size, size) for image in images]
     return torch.stack(prepared) if prepared else torch.zeros(0, 3, size, size)
