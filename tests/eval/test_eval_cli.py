@@ -108,6 +108,7 @@ def test_sensitivity_prints_and_writes_rows_on_a_real_checkpoint(
     assert result["changed"] == 4
     # The fixture's perturbed weights read the prompt, so another prompt changes the error.
     assert all(row["error_swapped"] != row["error_right"] for row in result["rows"])
+    assert all(row["gain_low"] <= row["gain_high"] for row in result["rows"]) and "95% CI" in printed
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,11 @@
 """Condition sensitivity: swaps keep what they should, and the probe separates a model that reads its prompt
 images from one that ignores them (the `vimi eval sensitivity` command: tests/eval/test_eval_cli.py)."""
 
+import numpy as np
 import pytest
 import torch
 
-from vimi.eval.sensitivity import condition_sensitivity, swap_images, swap_prompts
+from vimi.eval.sensitivity import condition_sensitivity, gain_interval, swap_images, swap_prompts
 from vimi.prompt import Image, MultimodalPrompt, Text
 
 
@@ -56,8 +57,19 @@ def test_sensitivity_is_positive_only_for_a_model_that_reads_its_images(reads_im
     for row in rows:
         if reads_images:
             assert row.error_right < row.error_swapped and row.gain > 10
+            assert 0 < row.gain_low <= row.gain <= row.gain_high
         else:
             assert row.error_right == row.error_swapped and row.gain == 0
+            assert row.gain_low == row.gain_high == 0
+
+
+def test_gain_interval_holds_zero_for_noise_and_not_for_a_real_effect():
+    rng = np.random.default_rng(0)
+    right = rng.uniform(0.5, 1.5, 128)
+    low, high = gain_interval(right, right + rng.normal(0, 0.05, 128))  # differences of both signs
+    assert low < 0 < high
+    low, high = gain_interval(right, 1.5 * right)  # every sample 50% worse
+    assert low == pytest.approx(0.5) and high == pytest.approx(0.5)
 
 
 def test_sensitivity_rejects_mismatched_lengths():

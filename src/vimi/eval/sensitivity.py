@@ -11,6 +11,7 @@ sampling (which decides what a video shows at high noise) cannot follow it. A ge
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from vimi.prompt import Image, MultimodalPrompt
@@ -20,16 +21,35 @@ DEFAULT_SIGMAS = (40.0, 20.0, 10.0, 3.0, 1.0, 0.3)
 
 @dataclass(frozen=True)
 class SensitivityRow:
-    """Mean squared denoising error at one noise level with the right and with the swapped condition."""
+    """Mean squared denoising error at one noise level with the right and with the swapped condition, and a
+    95% bootstrap interval (over samples, paired) of the gain: a gain whose interval holds 0 is noise."""
 
     sigma: float
     error_right: float
     error_swapped: float
+    gain_low: float = 0.0
+    gain_high: float = 0.0
 
     @property
     def gain(self) -> float:
         """How much worse the swapped condition is, relative to the right one (0: the condition is ignored)."""
-        return self.error_swapped / max(self.error_right, 1e-12) - 1
+        return relative_gain(self.error_right, self.error_swapped)
+
+
+def relative_gain(error_right, error_swapped):
+    """error_swapped / error_right - 1 (floats or arrays)."""
+    return error_swapped / np.maximum(error_right, 1e-12) - 1
+
+
+def gain_interval(
+    right: np.ndarray, swapped: np.ndarray, samples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the gain of mean errors, resampling samples in pairs: [N] each."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(right), size=(samples, len(right)))  # [samples, N]
+    gains = relative_gain(right[picks].mean(axis=1), swapped[picks].mean(axis=1))  # [samples]
+    tail = (1 - level) / 2
+    return float(np.quantile(gains, tail)), float(np.quantile(gains, 1 - tail))
 
 
 def swap_images(prompts: Sequence[MultimodalPrompt]) -> list[MultimodalPrompt]:
@@ -92,19 +112,21 @@ def condition_sensitivity(
         noise = torch.randn(x0.shape, generator=generator).to(x0)
         sigma_batch = torch.full((x0.shape[0],), float(sigma), device=x0.device)
         noisy = x0 + sigma * noise
-        errors = [
-            (model.denoiser(noisy, sigma_batch, cond) - x0).pow(2).mean().item()
+        right, swapped = (
+            (model.denoiser(noisy, sigma_batch, cond) - x0).pow(2).flatten(1).mean(1).double().cpu().numpy()
             for cond in (cond_right, cond_swapped)
-        ]
-        rows.append(SensitivityRow(float(sigma), *errors))
+        )  # per-sample errors, [B] each
+        low, high = gain_interval(right, swapped, seed=seed)
+        rows.append(SensitivityRow(float(sigma), float(right.mean()), float(swapped.mean()), low, high))
     return rows
 
 
 def format_sensitivity(rows: Sequence[SensitivityRow], swap: str) -> list[str]:
-    """A table: noise level, error with the right and the swapped condition, and the relative gain."""
-    lines = [f"{'sigma':>8}  {'right':>9}  {'swapped ' + swap:>16}  {'gain':>8}"]
+    """A table: noise level, error with the right and the swapped condition, the relative gain and its 95% CI."""
+    lines = [f"{'sigma':>8}  {'right':>9}  {'swapped ' + swap:>16}  {'gain':>8}  {'95% CI':>18}"]
     lines += [
         f"{r.sigma:>8.3g}  {r.error_right:>9.5f}  {r.error_swapped:>16.5f}  {100 * r.gain:>7.2f}%"
+        f"  [{100 * r.gain_low:>6.2f}, {100 * r.gain_high:>6.2f}]%"
         for r in rows
     ]
     return lines
