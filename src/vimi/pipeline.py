@@ -104,13 +104,26 @@ class VimiPipeline:
     # ----------------------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "VimiPipeline":
-        """Load a pipeline folder (or the newest complete checkpoint of a run folder); JSON + safetensors only."""
+    def from_pretrained(
+        cls, path: str | Path, device: str | torch.device | None = None, weights: str = "ema"
+    ) -> "VimiPipeline":
+        """Load a pipeline folder (or the newest complete checkpoint of a run folder); JSON + safetensors only.
+
+        weights="raw": a training checkpoint's raw weights (train_state/) instead of its EMA ones, which lag
+        them by about the EMA half-life (what a short trial wants to see).
+        """
         from vimi.models.vimi_model import build_model, load_inference_weights
 
+        if weights not in ("ema", "raw"):
+            raise ValueError(f"weights={weights!r}: choose 'ema' or 'raw'")
         folder, cfg = load_pipeline_config(path)
+        file = folder / WEIGHTS_NAME if weights == "ema" else folder / "train_state" / WEIGHTS_NAME
+        if weights == "raw" and not file.is_file():
+            raise CheckpointError(
+                f"{folder} has no raw weights ({file} is missing): it is not a training checkpoint"
+            )
         model = build_model(cfg)
-        load_inference_weights(model, load_weights(folder / WEIGHTS_NAME), str(folder / WEIGHTS_NAME))
+        load_inference_weights(model, load_weights(file), str(file))
         log.info("loaded %s", folder)
         return cls(model, cfg, device)
 

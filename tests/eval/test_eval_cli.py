@@ -127,6 +127,40 @@ def test_sensitivity_bad_inputs_exit_2_with_one_line(tiny_checkpoint, cli_world,
     assert len(err.splitlines()) == 1 and needle in err
 
 
+def test_sensitivity_reads_a_training_checkpoints_raw_weights_on_request(
+    tiny_checkpoint, cli_world, tmp_path, capsys
+):
+    from safetensors.torch import load_file, save_file
+
+    args = [
+        "eval",
+        "sensitivity",
+        "--world",
+        str(cli_world),
+        "--n",
+        "4",
+        "--sigmas",
+        "10",
+        "--swap",
+        "prompts",
+    ]
+    assert main([*args, "--checkpoint", str(tiny_checkpoint), "--weights", "raw"]) == 2  # a pipeline folder
+    assert "no raw weights" in capsys.readouterr().err
+    # A training checkpoint: EMA weights at the top, raw ones (here: other values) in train_state/.
+    trained = tmp_path / "step-00000010"
+    shutil.copytree(tiny_checkpoint, trained)
+    (trained / "train_state").mkdir()
+    raw = {k: v * 0.5 for k, v in load_file(trained / "model.safetensors").items()}
+    save_file(raw, trained / "train_state" / "model.safetensors")
+    errors = {}
+    for weights in ("ema", "raw"):
+        out = tmp_path / f"{weights}.json"
+        assert main([*args, "--checkpoint", str(trained), "--weights", weights, "--out", str(out)]) == 0
+        errors[weights] = json.loads(out.read_text())["rows"][0]["error_right"]
+    capsys.readouterr()
+    assert errors["ema"] != errors["raw"]
+
+
 def test_sensitivity_refuses_image_swaps_for_a_text_only_checkpoint(tiny_checkpoint, tmp_path, capsys):
     text_only = tmp_path / "text-only"
     shutil.copytree(tiny_checkpoint, text_only)

@@ -53,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(sens)
     sens.add_argument("--checkpoint", required=True, help="pipeline/checkpoint folder (or a run folder)")
     sens.add_argument(
+        "--weights",
+        choices=["ema", "raw"],
+        default="ema",
+        help="a training checkpoint's EMA weights (what it ships) or its raw ones (short trials; default: ema)",
+    )
+    sens.add_argument(
         "--world",
         default=None,
         help="GroundedWorld folder of the samples (default: the checkpoint's data.world_dir)",
@@ -179,7 +185,7 @@ def _sensitivity(args: argparse.Namespace, cfg) -> int:
     )  # a swap returns unchanged prompts as is
     if not changed:
         raise DataError(f"--swap {args.swap} changed none of the {args.n} {args.task} prompts (no images?)")
-    pipe = VimiPipeline.from_pretrained(args.checkpoint, device=args.device)
+    pipe = VimiPipeline.from_pretrained(args.checkpoint, device=args.device, weights=args.weights)
     # model.condition moves the context frames to the model's device itself.
     rows = condition_sensitivity(
         pipe.model, batch.videos.to(pipe.device), batch.prompts, swapped, sigmas,
