@@ -22,7 +22,7 @@ from vimi.diffusion import SAMPLERS
 from vimi.diffusion.sampling import sample_videos
 from vimi.errors import CheckpointError, ConfigError, PromptError
 from vimi.prompt import Image, MultimodalPrompt, RetrievedExamples, apply_template, parse_prompt
-from vimi.train.checkpoint import COMPLETE, load_weights, resolve_checkpoint
+from vimi.train.checkpoint import COMPLETE, TRAIN_STATE, load_weights, resolve_checkpoint
 from vimi.utils.atomic import atomic_directory
 from vimi.utils.device import resolve_device
 
@@ -117,7 +117,7 @@ class VimiPipeline:
         if weights not in ("ema", "raw"):
             raise ValueError(f"weights={weights!r}: choose 'ema' or 'raw'")
         folder, cfg = load_pipeline_config(path)
-        file = folder / WEIGHTS_NAME if weights == "ema" else folder / "train_state" / WEIGHTS_NAME
+        file = folder / WEIGHTS_NAME if weights == "ema" else folder / TRAIN_STATE / WEIGHTS_NAME
         if weights == "raw" and not file.is_file():
             raise CheckpointError(
                 f"{folder} has no raw weights ({file} is missing): it is not a training checkpoint"

@@ -34,6 +34,8 @@ from vimi.utils.atomic import atomic_directory
 log = logging.getLogger(__name__)
 
 COMPLETE = "COMPLETE"
+TRAIN_STATE = "train_state"
+"""The subfolder of a training checkpoint with what only resuming needs (raw weights, optimizer, RNG, step)."""
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
@@ -58,14 +60,14 @@ def save_checkpoint(
     final = root / checkpoint_name(step)
     # A re-save of a step after a resume replaces the old folder; COMPLETE is written last.
     with atomic_directory(final, marker=COMPLETE, marker_text=f"{step}\n") as tmp:
-        (tmp / "train_state").mkdir()
+        (tmp / TRAIN_STATE).mkdir()
         _write_json(tmp / "config.json", config)
         save_file(_contiguous(inference_weights), tmp / "model.safetensors")
-        save_file(_contiguous(raw_weights), tmp / "train_state" / "model.safetensors")
-        torch.save(optimizer_state, tmp / "train_state" / "optimizer.pt")
-        torch.save(scheduler_state, tmp / "train_state" / "scheduler.pt")
-        torch.save(rng_state(), tmp / "train_state" / "rng.pt")
-        _write_json(tmp / "train_state" / "state.json", {"step": step, **train_state})
+        save_file(_contiguous(raw_weights), tmp / TRAIN_STATE / "model.safetensors")
+        torch.save(optimizer_state, tmp / TRAIN_STATE / "optimizer.pt")
+        torch.save(scheduler_state, tmp / TRAIN_STATE / "scheduler.pt")
+        torch.save(rng_state(), tmp / TRAIN_STATE / "rng.pt")
+        _write_json(tmp / TRAIN_STATE / "state.json", {"step": step, **train_state})
     prune_checkpoints(root, keep_last)
     return final
 
@@ -125,7 +127,7 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
 def load_train_state(ckpt: str | Path) -> dict[str, Any]:
     """Everything `save_checkpoint` wrote, loaded without unpickling code (weights_only=True)."""
     ckpt = resolve_checkpoint(ckpt)
-    state_dir = ckpt / "train_state"
+    state_dir = ckpt / TRAIN_STATE
     if not state_dir.is_dir():
         raise CheckpointError(f"{ckpt}: not a training checkpoint (no train_state/); use it with init_from")
 

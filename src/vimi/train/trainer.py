@@ -139,7 +139,7 @@ class Trainer:
         """Stage 2 starts from the stage-1 inference (EMA) weights; the optimizer starts fresh."""
         folder = ckpt.resolve_checkpoint(path)
         weights = ckpt.load_weights(folder / "model.safetensors")
-        # allow_new: a joint stage-1 checkpoint grows into backbone.condition=joint+cross.
+        # allow_new: a stage-1 checkpoint grows into backbone.condition=joint+cross or reference_images > 0.
         hint = "; use the stage-1 model settings"
         load_inference_weights(self.model, weights, str(folder), hint=hint, allow_new=True)
         if self.info.is_main:
