@@ -149,6 +149,26 @@ def test_truth_scores_right_and_noise_scores_wrong_on_a_few_videos(validity_worl
         assert bad.predicted_subjects == [] and bad.predicted_scene is None
 
 
+def test_a_prediction_is_judged_by_the_frames_it_drew_not_the_given_one(validity_world):
+    """Given frames come back as given, so they must not vote: the true first frame followed by the empty
+    scene scores no subject; the true clip (the same given frame) scores right."""
+    world, scorer = validity_world, heldout_scorer(validity_world)
+    records = [r for r in world.videos("heldout") if len(r.subjects) == 1 and clearly_visible(r)][:3]
+    for record in records:
+        truth, frames = ground_truth(world, record), world.render_ground_truth(record)
+        off_screen = {"cx": np.full((1, 1, len(frames)), -1e3), "cy": record.centers[None, ..., 1]}
+        poses = {**off_screen, "scale": record.scales[None], "angle": record.angles[None]}
+        background = np.array([[world.scene_index(record.scene), record.scene_variant]])
+        subjects = np.array([truth.subjects])
+        pasted = world.renderer.render_batch(background, subjects, poses)["frames"][0]  # the scene alone
+        pasted[0] = frames[0]
+        good = scorer.score(frames, truth, record.id, frames, given_frames=1)
+        assert (good.subject, good.motion, good.psnr) == (1.0, 1.0, 100.0), (record.id, good)
+        bad = scorer.score(pasted, truth, record.id, frames, given_frames=1)
+        assert bad.subject == 0.0 and bad.predicted_subjects == [], (record.id, bad)
+        assert scorer.score(pasted, truth, record.id).subject == 1.0  # without given frames, frame 0 votes
+
+
 def test_candidates_hold_the_prompted_subject_and_are_fixed_per_prompt(validity_world):
     scorer = heldout_scorer(validity_world)
     record = next(validity_world.videos("heldout"))

@@ -41,7 +41,7 @@ def sample_videos(
 
     `latent_shape` is [B, C, t, h, w] of the diffusion space; `context` [B, 3, T, H, W] and
     `context_mask` [B, 1, T, H, W] are the given frames, which constrain all three conditions
-    (guidance is over the prompt only).
+    (guidance is over the prompt only) and are returned in place of the generated ones.
     """
     # Conditions: the full prompt, its image-only variant and the unconditional (empty) prompt.
     variants = {
@@ -72,4 +72,9 @@ def sample_videos(
             dtype=torch.float32,
         )
     latents = SAMPLERS[sampler](guided, latents, sigmas, extra_args=conds, disable=not progress, **options)
-    return model.autoencoder.decode(latents).float().clamp(-1.0, 1.0)
+    videos = model.autoencoder.decode(latents).float().clamp(-1.0, 1.0)
+    if context is not None:
+        # Given frames come back as given (as SVD's pipeline returns its conditioning frame), not as the
+        # model's rendering of them: the video starts with the user's own image.
+        videos = torch.where(context_mask.to(videos.device).bool(), context.to(videos), videos)
+    return videos

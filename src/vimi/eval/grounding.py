@@ -163,7 +163,9 @@ class GroundingScorer:
         """Score one video (tensor [C, T, H, W] in [-1, 1] or uint8 [T, H, W, 3]) against `truth`.
 
         With `reference` (the true video), PSNR/SSIM of frames after the first `given_frames` are added, and
-        (given_frames > 0) the PSNR of holding the last given frame.
+        (given_frames > 0) the PSNR of holding the last given frame. Who the subjects are is decided from
+        the frames after the given ones, which the model drew (the given ones come back as given); the
+        motion from the whole video, whose start the given frames are.
         """
         tracker, cfg = self.tracker, self.cfg
         frames = to_frames(video, self.renderer.height, self.renderer.width)
@@ -177,7 +179,7 @@ class GroundingScorer:
         mask = tracker.foreground(frames, match)
         if len(truth.subjects) == 1:
             present = mask.sum(axis=(1, 2)) >= tracker.min_pixels
-            sample = _spread(np.flatnonzero(present), cfg.grounding_frames)
+            sample = _spread(drawn(present, given_frames), cfg.grounding_frames)
             winner, valid, per_frame = self._identify(frames[sample], match, mask[None, sample], candidates)[
                 0
             ]
@@ -191,7 +193,7 @@ class GroundingScorer:
             out.motion = float(out.predicted_motion == truth.motions[0])
         else:
             present = mask.sum(axis=(1, 2)) >= 2 * tracker.min_pixels
-            sample = _spread(np.flatnonzero(present), cfg.grounding_frames)
+            sample = _spread(drawn(present, given_frames), cfg.grounding_frames)
             pair, valid = self._identify_pair(frames[sample], match, mask[sample], candidates)
             out.predicted_subjects = sorted(pair) if valid else []
             out.two_subject = float(valid and sorted(pair) == sorted(truth.subjects))
@@ -330,6 +332,12 @@ def _linear_fit(progress: np.ndarray, values: np.ndarray) -> tuple[float, float]
 def _residual(progress: np.ndarray, values: np.ndarray) -> float:
     slope, intercept = np.polyfit(progress, values, 1)
     return float(np.sum((values - (slope * progress + intercept)) ** 2))
+
+
+def drawn(present: np.ndarray, given_frames: int) -> np.ndarray:
+    """Indices of the frames with a subject present [T] -> [n], leaving out the first `given_frames`."""
+    indices = np.flatnonzero(present)
+    return indices[indices >= given_frames]
 
 
 def prediction_scores(frames: np.ndarray, reference: np.ndarray, given_frames: int) -> tuple[float, float]:
