@@ -239,14 +239,6 @@ class DiffusionConfig:
     rho: float = 7.0
     shift_reference_size: int = 0
     """Reference number of values (T*H*W) for the noise shift; 0 disables the shift."""
-    moving_weight: float = 0.0
-    """Extra loss weight on the values of a training video that move: those farther than `moving_threshold`
-    (mean over channels) from their temporal median. A subject is a few percent of a frame, so with a plain
-    loss the still scene, which the prompt's first words already fix, earns most of the gradient; with
-    weight w a moving value counts 1 + w times a still one (the weights normalised to mean 1 per video).
-    0: the plain EDM loss."""
-    moving_threshold: float = 0.1
-    """Distance from the temporal median (in the diffusion space's units; pixels span [-1, 1]) that counts as moving."""
 
 
 @dataclass

@@ -7,10 +7,8 @@ import torch
 from vimi.config import DiffusionConfig
 from vimi.diffusion import (
     EDMDenoiser,
-    denoising_loss,
     edm_loss,
     edm_preconditioning,
-    moving_value_weights,
     noise_shift,
     sample_training_sigmas,
     sampling_sigmas,
@@ -64,43 +62,3 @@ def test_train_and_sampling_shift_agree():
     train = sample_training_sigmas(20000, cfg, shape, generator=torch.Generator().manual_seed(0))
     assert abs(train.log().mean().item() - (cfg.p_mean + math.log(4))) < 0.05
     assert abs(train.log().std().item() - cfg.p_std) < 0.05
-
-
-def moving_square_video(frames: int = 8, size: int = 16) -> torch.Tensor:
-    """[1, 3, T, H, W]: a still textured scene and a 3x3 bright square moving one pixel right per frame."""
-    video = torch.linspace(-0.5, 0.5, size).expand(1, 3, frames, size, size).clone()
-    for t in range(frames):
-        video[:, :, t, 4:7, 2 + t : 5 + t] = 1.0
-    return video
-
-
-def test_moving_value_weights_mark_the_subject_path_and_keep_mean_one():
-    video = moving_square_video()
-    assert moving_value_weights(video, 0.0, 0.1) is None
-    assert moving_value_weights(video[:, :, :1], 9.0, 0.1) is None  # a single frame has no motion
-    weights = moving_value_weights(video, 9.0, 0.1)  # [1, 1, T, H, W]
-    assert weights.shape == (1, 1, 8, 16, 16)
-    torch.testing.assert_close(weights.mean(), torch.tensor(1.0))
-    # The square (wherever it is) weighs 10x the still scene; rows it never visits are all still.
-    assert math.isclose(weights[0, 0, 3, 5, 6].item() / weights[0, 0, 3, 12, 12].item(), 10.0, rel_tol=1e-5)
-    assert torch.all(weights[0, 0, :, 8:] == weights[0, 0, 0, 12, 12])
-    # A still video is weighted uniformly.
-    still = video[:, :, :1].expand(-1, -1, 8, -1, -1)
-    torch.testing.assert_close(moving_value_weights(still, 9.0, 0.1), torch.ones(1, 1, 8, 16, 16))
-
-
-def test_moving_weight_shifts_the_loss_towards_errors_on_the_moving_subject():
-    video, sigma = moving_square_video(), torch.tensor([1.0])
-    plain, weighted = DiffusionConfig(), DiffusionConfig(moving_weight=9.0)
-    on_subject, on_scene = video.clone(), video.clone()
-    on_subject[:, :, 3, 4:7, 5:8] -= 1.0  # the square missing in frame 3
-    on_scene[:, :, 3, 12:15, 5:8] -= 1.0  # the same error on the still scene
-    assert denoising_loss(on_subject, video, sigma, weighted) > 3 * denoising_loss(
-        on_subject, video, sigma, plain
-    )
-    assert denoising_loss(on_scene, video, sigma, weighted) < 0.8 * denoising_loss(
-        on_scene, video, sigma, plain
-    )
-    torch.testing.assert_close(
-        denoising_loss(on_subject, video, sigma, plain), denoising_loss(on_scene, video, sigma, plain)
-    )

@@ -84,29 +84,6 @@ def sample_training_sigmas(
     return (normal * cfg.p_std + cfg.p_mean + noise_shift(shape, cfg.shift_reference_size)).exp()
 
 
-def moving_value_weights(x0: torch.Tensor, weight: float, threshold: float) -> torch.Tensor | None:
-    """Loss weights [B, 1, T, H, W] (mean 1 per video) of videos x0 [B, C, T, H, W]: 1 + weight where a value is
-    farther than `threshold` from its temporal median, else 1; None when off (weight 0 or a single frame)."""
-    if weight <= 0 or x0.shape[2] < 2:
-        return None
-    x0 = x0.float().contiguous()  # torch.median along a stride-0 (expanded) dim returns wrong values
-    median = x0.median(dim=2, keepdim=True).values  # [B, C, 1, H, W]
-    moving = (x0 - median).abs().mean(dim=1, keepdim=True) > threshold  # [B, 1, T, H, W]
-    weights = 1 + weight * moving.float()
-    return weights / weights.mean(dim=(1, 2, 3, 4), keepdim=True)
-
-
-def denoising_loss(
-    denoised: torch.Tensor, x0: torch.Tensor, sigma: torch.Tensor, cfg: DiffusionConfig
-) -> torch.Tensor:
-    """Per-sample EDM loss [B]: lambda(sigma) * the (moving-value weighted) mean of (D - x0)^2 (EDM Eq. 2 and 8)."""
-    error = (denoised - x0.float()).pow(2)  # [B, C, T, H, W]
-    weights = moving_value_weights(x0, cfg.moving_weight, cfg.moving_threshold)
-    if weights is not None:
-        error = error * weights
-    return edm_loss_weight(sigma, cfg.sigma_data) * error.flatten(1).mean(dim=1)
-
-
 def edm_loss(
     denoiser: EDMDenoiser,
     x0: torch.Tensor,
@@ -114,11 +91,13 @@ def edm_loss(
     cfg: DiffusionConfig,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Per-sample EDM loss [B] at log-normal noise levels: `denoising_loss` of D(x0 + sigma n; sigma)."""
+    """Per-sample EDM loss [B]: lambda(sigma) * mean ||D(x0 + sigma n; sigma) - x0||^2 (EDM Eq. 2 and 8)."""
     sigma = sample_training_sigmas(x0.shape[0], cfg, x0.shape, x0.device, generator)
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     x_noisy = x0 + append_dims(sigma, x0.ndim).to(x0.dtype) * noise
-    return denoising_loss(denoiser(x_noisy, sigma, cond), x0, sigma, cfg)
+    denoised = denoiser(x_noisy, sigma, cond)
+    weight = edm_loss_weight(sigma, cfg.sigma_data)
+    return weight * (denoised - x0.float()).pow(2).flatten(1).mean(dim=1)
 
 
 def sampling_sigmas(

@@ -10,8 +10,8 @@ from vimi.config import VimiConfig
 from vimi.diffusion import (
     EDMDenoiser,
     append_dims,
-    denoising_loss,
     edm_loss,
+    edm_loss_weight,
     randn_per_sample,
     sample_training_sigmas,
 )
@@ -136,7 +136,9 @@ class VimiModel(nn.Module):
         # A second stream (seed + 1 is another sample's sigma seed, so offset far instead).
         noise = randn_per_sample(x0.shape, [seed ^ 0x5EED5EED for seed in seeds], x0.device, x0.dtype)
         x_noisy = x0 + append_dims(sigma, x0.ndim).to(x0.dtype) * noise
-        return denoising_loss(self.denoiser(x_noisy, sigma, cond), x0, sigma, self.cfg.diffusion)
+        denoised = self.denoiser(x_noisy, sigma, cond)
+        weight = edm_loss_weight(sigma, self.cfg.diffusion.sigma_data)
+        return weight * (denoised - x0.float()).pow(2).flatten(1).mean(dim=1)
 
     def loss(
         self,
