@@ -292,6 +292,10 @@ class TrainConfig:
     """Fixed eval prompts (taken from the training tasks) that periodic samples are drawn for."""
     resume: bool = False
     """Continue from the newest complete checkpoint in out_dir (`vimi train --resume`)."""
+    max_time_s: float = 0.0
+    """Stop, with a checkpoint, after the first step that ends this many seconds after this process began
+    training (0: no limit), so that a job in fixed-length slots (a cluster's time limit, a lent GPU's
+    10-minute commands) ends cleanly and `--resume` goes on from there (Lightning's max_time)."""
     min_lr_ratio: float = 0.0
     """The cosine schedule decays to lr * min_lr_ratio."""
     predict_frames: int = 1

@@ -107,10 +107,13 @@ def test_two_rank_fsdp_matches_one_process_loads_and_resumes(tiny_world, tmp_pat
     for key, value in two["ema"].items():
         assert torch.equal(loaded[key], value), key
 
-    # --resume under FSDP from step 2 (sharded reload of weights, EMA, optimizer) lands bit-exactly on step 4.
+    # --resume under FSDP from step 2 (sharded reload of weights, EMA, optimizer) lands bit-exactly on step 4,
+    # also through a time limit that stops both ranks together after step 3 (rank 0's clock decides).
     out3 = tmp_path / "fsdp_resumed"
     shutil.copytree(out2, out3)
     shutil.rmtree(out3 / "checkpoints" / "step-00000004")
+    torchrun_train(tiny_world, out3, *recipe, "train.max_time_s=1e-9", resume=True)
+    assert latest_checkpoint(out3 / "checkpoints").name == "step-00000003"
     torchrun_train(tiny_world, out3, *recipe, resume=True)
     assert latest_checkpoint(out3 / "checkpoints").name == "step-00000004"
     resumed = load_train_state(out3 / "checkpoints")

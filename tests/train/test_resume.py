@@ -1,4 +1,4 @@
-"""--resume continues bit-exactly: N straight steps == k steps, a failure or SIGKILL, then resume to N."""
+"""--resume continues bit-exactly: N straight steps == k steps, a failure, SIGKILL or time limit, then resume to N."""
 
 import os
 import signal
@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 
+from vimi.errors import ConfigError
 from vimi.train.checkpoint import latest_checkpoint, load_train_state
 from vimi.train.logging import read_metrics
 from vimi.train.trainer import train
@@ -60,6 +61,24 @@ def test_resume_after_injected_failure_is_bitwise_equal(tiny_world, straight_run
     assert resumed["scheduler"] == straight["scheduler"]
     # The metrics log holds each step once, with the straight run's losses.
     assert [m["loss"] for m in read_metrics(tmp_path)] == [m["loss"] for m in read_metrics(straight_run)]
+
+
+def test_time_limit_stops_with_a_checkpoint_and_resume_is_bitwise_equal(tiny_world, straight_run, tmp_path):
+    cfg = debug_config(tiny_world, tmp_path, *RECIPE, f"train.ckpt_every={STEPS}", "train.max_time_s=1e-9")
+    last = train(cfg)  # the limit has passed after the first step: it stops there, saving
+    assert last.name == "step-00000001" and latest_checkpoint(tmp_path / "checkpoints") == last
+    assert [m["step"] for m in read_metrics(tmp_path)] == [1]
+    cfg.train.resume = True
+    train(cfg)  # one step per call from here
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "step-00000002"
+    cfg.train.max_time_s = 0.0
+    train(cfg)
+    resumed, straight = final_state(tmp_path), final_state(straight_run)
+    assert resumed["state"]["step"] == STEPS
+    assert_bitwise_equal(resumed["model"], straight["model"])
+    assert_bitwise_equal(resumed["ema"], straight["ema"])
+    with pytest.raises(ConfigError, match=r"train\.max_time_s"):
+        train(debug_config(tiny_world, tmp_path / "bad", "train.max_time_s=-1"))
 
 
 @pytest.mark.slow

@@ -20,9 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["train.resume=true"] if args.resume else [])
     cfg = load_config(args.config, overrides)
-    from vimi.train.trainer import train  # imported after the config is known good: torch is slow to import
+    # Imported after the config is known good: torch is slow to import.
+    from vimi.train.checkpoint import checkpoint_name
+    from vimi.train.trainer import train
 
     last = train(cfg)
     if last is not None and os.environ.get("RANK", "0") == "0":
-        log.info("stage %s done: %s", cfg.train.stage, last)
+        done = last.name == checkpoint_name(cfg.train.steps)
+        state = "done" if done else "stopped at train.max_time_s (continue with --resume)"
+        log.info("stage %s %s: %s", cfg.train.stage, state, last)
     return 0

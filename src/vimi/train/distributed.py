@@ -69,6 +69,14 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     return value
 
 
+def broadcast_from_main(value: torch.Tensor) -> torch.Tensor:
+    """Rank 0's value of a tensor on every rank (identity when not distributed)."""
+    if dist.is_initialized():
+        value = value.clone()
+        dist.broadcast(value, src=0)
+    return value
+
+
 def gather_objects(obj) -> list:
     """Every rank's `obj`, in rank order (a one-element list when not distributed)."""
     if not dist.is_initialized():

@@ -53,6 +53,8 @@ def check_config(cfg: VimiConfig, world_size: int = 1) -> None:
     ):
         if value < least:
             raise ConfigError(f"train.{key} must be >= {least} (a step interval), got {value}")
+    if train.max_time_s < 0:
+        raise ConfigError(f"train.max_time_s must be >= 0 seconds (0: no limit), got {train.max_time_s}")
     if train.batch_size % (world_size * train.grad_accum):
         raise ConfigError(
             f"train.batch_size={train.batch_size} must be divisible by world size {world_size} x "
@@ -189,15 +191,17 @@ class Trainer:
             write_json_atomic(self.out_dir / "samples" / "prompts.json", prompts)
         batches = self._batches()
         last = None
+        began = time.perf_counter()
         try:
             while self.step < cfg.train.steps:
                 started = time.perf_counter()
                 metrics = self._train_step(batches)
                 self.step += 1
                 metrics["step_time_s"] = time.perf_counter() - started
-                write = self.step % cfg.train.log_every == 0 or self.step == cfg.train.steps
-                logger.log_step(self.step, metrics, write)
-                if self.step % cfg.train.ckpt_every == 0 or self.step == cfg.train.steps:
+                out_of_time = self._out_of_time(began)
+                final = self.step == cfg.train.steps or out_of_time
+                logger.log_step(self.step, metrics, self.step % cfg.train.log_every == 0 or final)
+                if self.step % cfg.train.ckpt_every == 0 or final:
                     last = self.save()
                 if cfg.train.sample_every and (
                     self.step % cfg.train.sample_every == 0 or self.step == cfg.train.steps
@@ -205,9 +209,26 @@ class Trainer:
                     self._write_samples(logger, eval_samples)
                 if on_step is not None:
                     on_step(self.step)
+                if out_of_time and self.step < cfg.train.steps:
+                    if info.is_main:
+                        log.info(
+                            "train.max_time_s=%g reached at step %d of %d; continue with --resume",
+                            cfg.train.max_time_s,
+                            self.step,
+                            cfg.train.steps,
+                        )
+                    break
         finally:
             logger.close()
         return last if last is not None else ckpt.latest_checkpoint(self.ckpt_dir)
+
+    def _out_of_time(self, began: float) -> bool:
+        """Whether train.max_time_s has passed; every rank takes rank 0's answer, so all stop at one step."""
+        limit = self.cfg.train.max_time_s
+        if limit <= 0:
+            return False
+        passed = torch.tensor(float(time.perf_counter() - began >= limit), device=self.info.device)
+        return bool(dist.broadcast_from_main(passed) > 0)
 
     def _batches(self) -> Iterator[TaskBatch]:
         """This rank's micro-batches from self.step on (a DataLoader over the global sample indices)."""
