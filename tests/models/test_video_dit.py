@@ -289,3 +289,42 @@ def test_reference_config_and_shape_errors_name_the_problem():
     net = VideoDiT(BackboneConfig(reference_images=2), 3, COND_DIM)
     with pytest.raises(ValueError, match=r"references must be \[B, N, 3, 1, 8, 8\]"):
         net(x, c_noise, tokens, mask, references=make_references(size=4))
+
+
+def test_mlp_conv_checkpoint_grows_unchanged_and_then_reads_neighbours():
+    plain = VideoDiT(BackboneConfig(patch_t=1), 3, COND_DIM).eval()
+    randomize_output_layer(plain)
+    grown = VideoDiT(BackboneConfig(patch_t=1, mlp_conv=True), 3, COND_DIM).eval()
+    missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing
+    assert all(key.startswith(grown.added_module_prefixes()) for key in missing)
+    x, c_noise, tokens, mask = make_inputs(frames=2)
+    torch.testing.assert_close(grown(x, c_noise, tokens, mask), plain(x, c_noise, tokens, mask))
+    with torch.no_grad():
+        grown.blocks[0].mlp_conv.weight.normal_(0, 0.5)
+    assert not torch.allclose(grown(x, c_noise, tokens, mask), plain(x, c_noise, tokens, mask), atol=1e-4)
+
+
+def test_grid_conv_is_local_in_the_video_and_keeps_references_apart():
+    from vimi.models.video_dit import grid_conv
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(4, 4, 3, padding=1, groups=4)
+    t, h, w, references = 3, 4, 5, 2
+    x = torch.randn(2, (t + references) * h * w, 4)  # frame-major: video frames, then reference frames
+    out = grid_conv(conv, x, (t, h, w))
+    assert out.shape == x.shape
+    # A change at video token (1, 2, 2) reaches only its 3x3x3 neighbourhood, and no reference token.
+    changed = x.clone()
+    changed[:, (1 * h + 2) * w + 2] += 1.0
+    moved = (grid_conv(conv, changed, (t, h, w)) - out).abs().sum(dim=(0, 2)) > 1e-6  # [L]
+    video_moved = moved[: t * h * w].view(t, h, w)
+    expected = torch.zeros(t, h, w, dtype=torch.bool)
+    expected[0:3, 1:4, 1:4] = True
+    assert torch.equal(video_moved, expected)
+    assert not moved[t * h * w :].any()
+    # Each reference frame is convolved alone: as a one-frame video.
+    first_reference = x[:, t * h * w : (t + 1) * h * w]
+    torch.testing.assert_close(
+        out[:, t * h * w : (t + 1) * h * w], grid_conv(conv, first_reference, (1, h, w))
+    )
