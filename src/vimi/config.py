@@ -180,11 +180,6 @@ class BackboneConfig:
     patch_h: int = 4
     patch_w: int = 4
     mlp_ratio: float = 4.0
-    mlp_conv: bool = False
-    """A depthwise 3x3x3 convolution over the patch grid inside every MLP (on its hidden layer, as a residual
-    branch that starts at zero: the Mix-FFN of SegFormer and Sana), so each token's MLP reads its spatial and
-    temporal neighbours: moving a subject by a fraction of a patch is then a local map, not something
-    attention must learn to route. A checkpoint without it grows into it unchanged (train.init_from)."""
     positions: Literal["rope3d", "learned"] = "rope3d"
     max_positions: int = 64
     """Largest number of patches along any axis (learned positions only; RoPE has no limit)."""

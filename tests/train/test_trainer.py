@@ -93,7 +93,6 @@ def test_stage2_initialises_from_stage1_and_mixes_tasks(stage1_run, tiny_world, 
     [
         ("model.backbone.condition=joint+cross", ".cross_attn."),
         ("model.backbone.reference_images=2", "reference_embed"),
-        ("model.backbone.mlp_conv=true", ".mlp_conv."),
     ],
 )
 def test_stage2_grows_a_stage1_checkpoint(grow, added, stage1_run, tiny_world, tmp_path, caplog):

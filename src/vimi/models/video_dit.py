@@ -103,13 +103,7 @@ class VideoDiTBlock(nn.Module):
     """adaLN-zero attention to the video (joint: and the condition), [cross-attention,] adaLN-zero MLP."""
 
     def __init__(
-        self,
-        hidden: int,
-        heads: int,
-        mlp_ratio: float,
-        condition: str = "cross",
-        full_attention: bool = True,
-        mlp_conv: bool = False,
+        self, hidden: int, heads: int, mlp_ratio: float, condition: str = "cross", full_attention: bool = True
     ):
         super().__init__()
         self.joint = condition in ("joint", "joint+cross")
@@ -126,17 +120,12 @@ class VideoDiTBlock(nn.Module):
         mlp_hidden = int(hidden * mlp_ratio)
         # Exact (erf) GELU: one fused kernel on GPU either way, ~3x cheaper than the tanh form on CPU.
         self.mlp = nn.Sequential(nn.Linear(hidden, mlp_hidden), nn.GELU(), nn.Linear(mlp_hidden, hidden))
-        # Depthwise over the patch grid, on the MLP's hidden layer (zero-initialised: see initialize_weights).
-        self.mlp_conv = (
-            nn.Conv3d(mlp_hidden, mlp_hidden, 3, padding=1, groups=mlp_hidden) if mlp_conv else None
-        )
         # shift, scale, gate of attention and MLP (joint: + shift, scale of the condition tokens)
         self.num_mods = 8 if self.joint else 6
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, self.num_mods * hidden))
 
-    def forward(self, x, c, tokens, masks, rope, frames, grid):
-        """x [B, L, D], c [B, D], tokens [B, Lc, D], masks: `ConditionMasks`, frames: T of the frame-major
-        tokens (video and reference frames), grid: the video's (t, h, w) patch grid."""
+    def forward(self, x, c, tokens, masks, rope, frames):
+        """x [B, L, D], c [B, D], tokens [B, Lc, D], masks: `ConditionMasks`, frames: T of the frame-major tokens."""
         frames = 1 if self.full_attention else frames
         # Within-frame blocks need no sequence mask: a padded reference frame only attends to itself.
         key_mask = masks.sequence if frames == 1 else None
@@ -153,36 +142,8 @@ class VideoDiTBlock(nn.Module):
         if self.cross:
             cross = self.cross_attn(self.norm2(x), tokens, masks.cross)
             x = x + (cross if masks.cross_gate is None else cross * masks.cross_gate)
-        x = torch.addcmul(
-            x, gate_mlp[:, None], self._mlp(modulate(self.norm3(x), shift_mlp, scale_mlp), grid)
-        )
+        x = torch.addcmul(x, gate_mlp[:, None], self.mlp(modulate(self.norm3(x), shift_mlp, scale_mlp)))
         return x
-
-    def _mlp(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        hidden = self.mlp[0](x)  # [B, L, D*mlp_ratio]
-        if self.mlp_conv is not None:
-            hidden = hidden + grid_conv(self.mlp_conv, hidden, grid)
-        return self.mlp[2](self.mlp[1](hidden))
-
-
-def grid_conv(conv: nn.Conv3d, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-    """A 3D convolution of frame-major tokens x [B, L, C] over the video's (t, h, w) grid; tokens after the
-    video (reference frames, L - t*h*w of them) are each convolved as a grid of one frame, apart from it."""
-    t, h, w = grid
-    batch, length, channels = x.shape
-    video_tokens = t * h * w
-
-    def convolve(tokens: torch.Tensor, frames: int) -> torch.Tensor:
-        # [N, frames*h*w, C] -> [N, C, frames, h, w] as a channels-last view: no copy, and the CPU
-        # depthwise kernel is ~2x faster on channels-last than on contiguous input.
-        grid_view = tokens.unflatten(1, (frames, h, w)).permute(0, 4, 1, 2, 3)
-        return conv(grid_view).permute(0, 2, 3, 4, 1).reshape(tokens.shape)
-
-    parts = [convolve(x[:, :video_tokens], t)]
-    if length > video_tokens:
-        references = x[:, video_tokens:].reshape(-1, h * w, channels)  # [B, N*h*w, C] -> [B*N, h*w, C]
-        parts.append(convolve(references, 1).reshape(batch, -1, channels))
-    return torch.cat(parts, dim=1)  # [B, L, C]
 
 
 class FinalLayer(nn.Module):
@@ -238,7 +199,6 @@ class VideoDiT(nn.Module):
                     cfg.mlp_ratio,
                     cfg.condition,
                     index % cfg.full_attention_every == 0,
-                    cfg.mlp_conv,
                 )
                 for index in range(size.depth)
             ]
@@ -270,10 +230,6 @@ class VideoDiT(nn.Module):
             if block.joint and block.cross:
                 nn.init.zeros_(block.cross_attn.proj.weight)
                 nn.init.zeros_(block.cross_attn.proj.bias)
-            # mlp_conv: the MLP starts as the plain one (see added_module_prefixes).
-            if block.mlp_conv is not None:
-                nn.init.zeros_(block.mlp_conv.weight)
-                nn.init.zeros_(block.mlp_conv.bias)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
         nn.init.zeros_(self.final_layer.linear.weight)
@@ -281,20 +237,16 @@ class VideoDiT(nn.Module):
 
     def added_module_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes (under the backbone) of what a checkpoint without them may leave at its
-        initial value: the cross-attention of joint+cross and the MLP convolutions of mlp_conv (both compute
-        nothing at initialisation, so the model is the checkpoint's exactly) and the reference-frame embedding
-        (zero: references then enter as given frames do, which a checkpoint trained on video prediction
-        already reads)."""
+        initial value: the cross-attention of joint+cross (computes nothing at initialisation, so the model
+        is the checkpoint's exactly) and the reference-frame embedding (zero: references then enter as
+        given frames do, which a checkpoint trained on video prediction already reads)."""
         cross = tuple(
             f"blocks.{i}.{name}."
             for i, block in enumerate(self.blocks)
             if block.joint and block.cross
             for name in ("norm2", "cross_attn")
         )
-        convs = tuple(
-            f"blocks.{i}.mlp_conv." for i, block in enumerate(self.blocks) if block.mlp_conv is not None
-        )
-        return cross + convs + (("reference_embed",) if self.cfg.reference_images else ())
+        return cross + (("reference_embed",) if self.cfg.reference_images else ())
 
     def _check_input(self, x: torch.Tensor) -> tuple[int, int, int]:
         if x.ndim != 5 or x.shape[1] != self.in_channels:
@@ -414,11 +366,9 @@ class VideoDiT(nn.Module):
 
         for block in self.blocks:
             if self.activation_checkpointing and torch.is_grad_enabled():
-                hidden = checkpoint(
-                    block, hidden, c, cond, masks, rope, frames, (t, h, w), use_reentrant=False
-                )
+                hidden = checkpoint(block, hidden, c, cond, masks, rope, frames, use_reentrant=False)
             else:
-                hidden = block(hidden, c, cond, masks, rope, frames, (t, h, w))
+                hidden = block(hidden, c, cond, masks, rope, frames)
 
         out = self.final_layer(hidden[:, :video_tokens], c)  # [B, L, C*pt*ph*pw]
         # [B, L, C*pt*ph*pw] -> [B, C, T, H, W]
