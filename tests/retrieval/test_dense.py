@@ -64,3 +64,19 @@ def test_auto_picks_flat_for_small_and_ivf_for_large_shards():
     assert choose_index_kind("auto", 1000, 200_000) == "flat"
     assert choose_index_kind("auto", 300_000, 200_000) == "ivf"
     assert choose_index_kind("hnsw", 10, 200_000) == "hnsw"
+
+
+def test_faiss_is_loaded_only_by_the_dense_backend():
+    # BM25 (the default) runs where faiss is not installed, e.g. a machine given only the wheels it needs.
+    import subprocess
+    import sys
+
+    code = "import sys, vimi.retrieval, vimi.pipeline; print('faiss' in sys.modules)"
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "False"
+    )
+    vectors = np.eye(4, dtype=np.float32)
+    assert DenseIndex.build(vectors).search(vectors[:1], 1)[1][0, 0] == 0

@@ -5,8 +5,8 @@ lists, `nprobe` probed) and HNSW (graph) trade a little recall for sub-linear se
 """
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -14,7 +14,17 @@ from tqdm.auto import tqdm
 from vimi.errors import ConfigError, DataError
 from vimi.utils.files import package_file
 
+if TYPE_CHECKING:
+    import faiss
+
 INDEX_FILE = "dense.faiss"
+
+
+def _faiss():
+    """faiss, imported on first use: only the dense backend needs it (BM25, the default, does not)."""
+    import faiss
+
+    return faiss
 
 
 def default_model_path() -> str:
@@ -72,7 +82,7 @@ def choose_index_kind(kind: str, rows: int, flat_max_rows: int) -> str:
 class DenseIndex:
     """One shard's vectors in a FAISS inner-product index."""
 
-    def __init__(self, index: faiss.Index):
+    def __init__(self, index: "faiss.Index"):
         self.index = index
 
     @property
@@ -82,7 +92,7 @@ class DenseIndex:
     @classmethod
     def build(cls, vectors: np.ndarray, kind: str = "flat", nprobe: int = 16, seed: int = 0) -> "DenseIndex":
         """kind: flat (exact), ivf (trained on the vectors) or hnsw."""
-        dim = vectors.shape[1]
+        faiss, dim = _faiss(), vectors.shape[1]
         if kind == "flat":
             index = faiss.IndexFlatIP(dim)
         elif kind == "ivf":
@@ -100,7 +110,7 @@ class DenseIndex:
 
     def save(self, folder: str | Path) -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.index, str(Path(folder) / INDEX_FILE))
+        _faiss().write_index(self.index, str(Path(folder) / INDEX_FILE))
 
     @classmethod
     def load(cls, folder: str | Path, mmap: bool = True, nprobe: int = 16) -> "DenseIndex":
@@ -109,6 +119,7 @@ class DenseIndex:
             raise DataError(
                 f"{path}: dense shard missing; rebuild the index with `vimi index --backend dense`"
             )
+        faiss = _faiss()
         try:
             index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0)
         except RuntimeError:
