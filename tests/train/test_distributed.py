@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vimi.data.video_io import probe_video, read_video
 from vimi.pipeline import VimiPipeline
 from vimi.train.checkpoint import latest_checkpoint, load_train_state
 from vimi.train.logging import read_metrics
@@ -78,6 +79,8 @@ def test_two_rank_ddp_matches_one_process(tiny_world, tmp_path):
 @pytest.mark.slow
 def test_two_rank_fsdp_matches_one_process_loads_and_resumes(tiny_world, tmp_path):
     recipe = (*RECIPE[:-1], "train.ckpt_every=2", "train.keep_last=2", "train.parallel=fsdp")
+    # Periodic samples too: every rank samples through its shards, rank 0 writes.
+    recipe = (*recipe, f"train.sample_every={STEPS}", "train.num_sample_prompts=2")
     out2 = tmp_path / "fsdp"
     torchrun_train(tiny_world, out2, *recipe)
     out1 = tmp_path / "one_rank"
@@ -99,6 +102,13 @@ def test_two_rank_fsdp_matches_one_process_loads_and_resumes(tiny_world, tmp_pat
     for part in ("model", "ema"):
         for key, value in one[part].items():
             assert torch.allclose(two[part][key], value, rtol=1e-4, atol=1e-6), (part, key)
+    # The sample videos (EMA weights, fixed seeds) match the one-process run's up to rounding.
+    names = sorted(p.name for p in (out1 / "samples").glob("*.mp4"))
+    assert len(names) == 2 and sorted(p.name for p in (out2 / "samples").glob("*.mp4")) == names
+    for name in names:
+        paths = [out / "samples" / name for out in (out2, out1)]
+        sharded, single = (read_video(path, probe_video(path).num_frames) for path in paths)
+        assert (sharded - single).abs().max() <= 2 / 255 * 2  # [-1, 1]: at most 2 levels of 8-bit rounding
 
     # The gathered checkpoint is a complete pipeline folder: its EMA weights load for inference.
     pipe = VimiPipeline.from_pretrained(out2, device="cpu")

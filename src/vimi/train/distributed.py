@@ -1,8 +1,10 @@
 """torchrun helpers: process group set-up, DDP / FSDP2 wrapping, full state dicts, reductions."""
 
+import contextlib
 import datetime
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -116,6 +118,21 @@ def wrap_model(
         fully_shard(model)
         return model
     raise ValueError(f"unknown parallel mode {mode!r}")
+
+
+@contextlib.contextmanager
+def unsharded(model: nn.Module, mode: str) -> Iterator[None]:
+    """The FSDP2 root's own parameters gathered for the block (a no-op otherwise): code that calls submodules
+    directly, as sampling does, never runs the root's forward, whose hooks would gather them. Sharded
+    submodules (the blocks) still gather and free their parameters around their own forward."""
+    if mode != "fsdp":
+        yield
+        return
+    model.unshard()
+    try:
+        yield
+    finally:
+        model.reshard()
 
 
 def broadcast_module_state(model: nn.Module, src: int = 0) -> None:

@@ -317,19 +317,14 @@ class Trainer:
     def _write_samples(self, logger: RunLogger, samples) -> None:
         from vimi.train.samples import generate_samples
 
-        if not samples or not self.info.is_main:
-            return
-        # Sampling calls submodules outside forward(), which FSDP2's sharded parameters do not support.
-        if self.mode == "fsdp":
-            log.warning(
-                "step %d: periodic samples are skipped under FSDP; run `vimi generate` on a checkpoint",
-                self.step,
-            )
+        # Under FSDP every rank samples (each block's forward gathers its shards from all ranks); rank 0 writes.
+        if not samples or (self.mode != "fsdp" and not self.info.is_main):
             return
         self.model.eval()
-        with self.ema.applied(self.model), self.autocast:
+        with self.ema.applied(self.model), dist.unsharded(self.model, self.mode), self.autocast:
             videos = generate_samples(self.model, samples, self.cfg, self.info.device)
-        logger.log_videos(self.step, videos, fps=self.cfg.world.fps)
+        if self.info.is_main:
+            logger.log_videos(self.step, videos, fps=self.cfg.world.fps)
 
 
 class MicroBatchSampler(torch.utils.data.Sampler):
