@@ -66,7 +66,8 @@ class DataConfig:
     world_dir: str = "outputs/world"
     """A GroundedWorld folder (vimi world --out); used when `train_manifest` is empty."""
     train_manifest: str = ""
-    """A multimodal-prompt dataset written by build-prompts (stage 1) or a video-text manifest."""
+    """A multimodal-prompt dataset written by build-prompts: the rows of the pretrain and retrieval_t2v tasks
+    (the subject, predict and t2v tasks read `video_manifest`)."""
     num_frames: int = 8
     frame_stride: int = 1
     target_fps: float = 0.0
@@ -76,7 +77,7 @@ class DataConfig:
     random_start: bool = True
     num_workers: int = 0
     video_manifest: str = ""
-    """Video-text manifest for the stage-2 subject and predict tasks; empty means WORLD/videos/train."""
+    """Video-text manifest of the subject, predict and t2v tasks; empty means WORLD/videos/train."""
     in_memory: bool = True
     """Decode every (small) training video once into memory as uint8 (GroundedWorld on CPU)."""
 

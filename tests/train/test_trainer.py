@@ -1,6 +1,7 @@
 """train(cfg) on the debug recipe: learning, stage 2 from stage 1, outputs, and clear errors before any work."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -102,6 +103,9 @@ def test_stage2_grows_a_stage1_checkpoint(grow, added, stage1_run, tiny_world, t
     with caplog.at_level("INFO", logger="vimi"):
         last = train(cfg)
     assert "keep their initialisation" in caplog.text
+    # Each task's data source is named with its row count (video tasks read the world's video manifest).
+    videos = tiny_world / "videos" / "train"
+    assert re.search(rf"task predict: \d+ rows of {re.escape(str(videos))}", caplog.text)
     before = load_file(stage1_last / "model.safetensors")
     after = load_file(last / "train_state" / "model.safetensors")
     assert all(torch.equal(before[k], after[k]) for k in before)

@@ -132,6 +132,10 @@ class Trainer:
                 info.world_size,
                 dict(zip(self.dataset.names, self.dataset.weights)),
             )
+            # Where each task's rows come from: subject, predict and t2v read the video manifest
+            # (data.video_manifest, default WORLD/videos/train), not data.train_manifest.
+            for name, task in self.dataset.tasks.items():
+                log.info("task %s: %d rows of %s", name, len(task), task.manifest)
 
     # ---------------------------------------------------------------------------------------------
     # Loading
