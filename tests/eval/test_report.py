@@ -1,5 +1,6 @@
 """The HTML report: one row per prompt, escaped text, existing media, runs side by side."""
 
+import html
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -88,6 +89,10 @@ def test_report_has_one_row_per_prompt_escaped_text_and_existing_media(small_wor
     pngs = [s for s in parsed.sources if s.endswith(".png")]
     assert len(pngs) >= count - 2  # prompt images (subject) and first frames (predict); t2v has none
     assert page.count("metrics: vimi") == 1 and page.count("metrics: text-only") == 1
+    # A prediction row shows the instruction the model got, the first frame in its place.
+    predict = next(item for item in ours.items if item.task == "predict")
+    assert predict.text.startswith("Generate a video with the text and first frame: <image>")
+    assert html.escape(predict.text) in page and len(predict.model_prompt.images) == 1
     # Ground truth as the generated video scores far higher than noise on the subject task.
     assert ours.summary["tasks"]["subject"]["scene"]["mean"] == 1.0
     assert baseline.summary["tasks"]["subject"]["scene"]["mean"] == 0.0

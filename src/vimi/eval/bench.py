@@ -58,9 +58,17 @@ class BenchItem:
     use_index: bool = False
 
     @property
+    def model_prompt(self) -> MultimodalPrompt:
+        """The templated prompt the model gets: for prediction, the instruction, the first frame and the caption
+        (as `VimiPipeline.prepare_prompt` builds it); otherwise `prompt` itself."""
+        if self.first_frame is None:
+            return self.prompt
+        return apply_template("predict", self.prompt, first_frame=self.first_frame)
+
+    @property
     def text(self) -> str:
-        """The prompt's words with <image> where each image goes."""
-        return self.prompt.placeholder_text
+        """The model prompt's words with <image> where each image goes."""
+        return self.model_prompt.placeholder_text
 
 
 @dataclass

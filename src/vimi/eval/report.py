@@ -15,7 +15,6 @@ import torch
 from vimi.data.image_io import save_image
 from vimi.data.video_io import write_gif
 from vimi.eval.bench import BenchResult
-from vimi.prompt import Image
 from vimi.utils.atomic import atomic_open
 
 MEDIA = "media"
@@ -52,10 +51,7 @@ def write_report(
     rows = []
     for row, item in enumerate(first.items):
         stem = _slug(item.id)
-        given = (
-            [Image(item.first_frame)] if item.first_frame is not None else []
-        )  # video prediction's first frame
-        images = _prompt_images([*item.prompt.images, *given], media, stem)
+        images = _prompt_images(item.model_prompt.images, media, stem)  # prediction: its first frame too
         cells = [
             f"<td>{html.escape(item.task)}<br><small>{html.escape(item.id)}</small></td>",
             f"<td>{html.escape(item.text)}<br>{''.join(_img(p, 'prompt', 'prompt image') for p in images)}</td>",
