@@ -21,6 +21,7 @@ import torch
 from vimi.config import EvalConfig
 from vimi.data.world import GroundedWorld, VideoGroundTruth
 from vimi.errors import ConfigError
+from vimi.eval.bootstrap import bootstrap_interval
 from vimi.eval.grounding import (
     ACCURACY_METRICS,
     PREDICTION_METRICS,
@@ -236,12 +237,7 @@ def bootstrap_ci(
 ) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of the mean of `values`."""
     values = np.asarray(values, np.float64)
-    if len(values) < 2 or samples < 1:
-        return float(values.mean()), float(values.mean())
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)  # [samples]
-    tail = (1 - level) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+    return bootstrap_interval(len(values), lambda picks: values[picks].mean(axis=1), samples, seed, level)
 
 
 SAMPLING_KEYS = ("steps", "sampler", "guidance_text", "guidance_image")

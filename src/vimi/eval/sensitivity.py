@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vimi.eval.bootstrap import bootstrap_interval
 from vimi.prompt import Image, MultimodalPrompt
 
 DEFAULT_SIGMAS = (40.0, 20.0, 10.0, 3.0, 1.0, 0.3)
@@ -45,11 +46,11 @@ def gain_interval(
     right: np.ndarray, swapped: np.ndarray, samples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the gain of mean errors, resampling samples in pairs: [N] each."""
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(right), size=(samples, len(right)))  # [samples, N]
-    gains = relative_gain(right[picks].mean(axis=1), swapped[picks].mean(axis=1))  # [samples]
-    tail = (1 - level) / 2
-    return float(np.quantile(gains, tail)), float(np.quantile(gains, 1 - tail))
+
+    def gains(picks: np.ndarray) -> np.ndarray:  # [S, N] -> [S]
+        return relative_gain(right[picks].mean(axis=1), swapped[picks].mean(axis=1))
+
+    return bootstrap_interval(len(right), gains, samples, seed, level)
 
 
 def swap_images(prompts: Sequence[MultimodalPrompt]) -> list[MultimodalPrompt]:
