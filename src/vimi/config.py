@@ -110,6 +110,7 @@ class RetrievalConfig:
     shard_size: int = 1000
     """Samples per output shard of build-prompts."""
     executor: Literal["local", "ray"] = "local"
+    """Where `vimi index` and `vimi build-prompts` run their per-shard tasks: here, or as Ray tasks."""
     ray_address: str = ""
     """Ray cluster address; empty starts a local ray.init()."""
     k1: float = 1.5

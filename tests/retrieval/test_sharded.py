@@ -168,12 +168,12 @@ def test_corpus_writer_commits_on_success_and_leaves_nothing_on_error(tmp_path):
 
 
 def test_failed_build_leaves_no_temporary_corpus_files(tmp_path, memory, monkeypatch):
-    import vimi.retrieval.sharded as sharded
+    import vimi.retrieval.index_build as index_build
 
     def fail(*args, **kwargs):
         raise RuntimeError("decode failed")
 
-    monkeypatch.setattr(sharded, "decode_text", fail)
+    monkeypatch.setattr(index_build, "decode_text", fail)
     with pytest.raises(RuntimeError, match="decode failed"):
         build_index(memory, tmp_path / "index", RetrievalConfig(num_shards=2))
     assert not [p for p in (tmp_path / "index").rglob("*") if p.is_file()]

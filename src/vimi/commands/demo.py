@@ -82,7 +82,7 @@ def _world(cfg, folder: Path):
 
 
 def _index(cfg, memory: Path, folder: Path) -> Path:
-    from vimi.retrieval.sharded import build_index
+    from vimi.retrieval.index_build import build_index
 
     if not (folder / "index.json").is_file():
         build_index(memory, folder, cfg.retrieval)

@@ -3,8 +3,9 @@
 from vimi.retrieval.bm25 import BM25Index, BM25Stats
 from vimi.retrieval.build_prompts import build_prompts
 from vimi.retrieval.dense import DenseIndex, TextEmbedder
+from vimi.retrieval.index_build import build_index
 from vimi.retrieval.retrieve import RetrievedExample, retrieve_examples
-from vimi.retrieval.sharded import Hit, ShardedIndex, build_index, open_index
+from vimi.retrieval.sharded import Hit, ShardedIndex, open_index
 from vimi.retrieval.tokenize import TextTokenizer
 
 __all__ = [

@@ -29,7 +29,13 @@ import pyarrow.parquet as pq
 from vimi.config import RetrievalConfig
 from vimi.data.manifest import count_rows, manifest_root, shard_paths, write_index, write_shard
 from vimi.errors import ConfigError, DataError, MediaError
-from vimi.retrieval.corpus import check_columns, decode_id, iter_table_rows, read_row_range, resolve_media
+from vimi.retrieval.corpus import (
+    check_columns,
+    decode_id,
+    find_duplicate_rows,
+    read_row_range,
+    resolve_media,
+)
 from vimi.retrieval.filters import HitFilter, image_hash, video_frame_hashes
 from vimi.retrieval.report import SkipLog, write_report
 from vimi.retrieval.sharded import Hit, ShardedIndex, read_index_meta
@@ -256,19 +262,6 @@ def process_shard(job: PromptJob, shard: int, index: ShardedIndex) -> dict:
     }
     write_json_atomic(marker, done)
     return done
-
-
-def find_duplicate_rows(videos: str | Path) -> frozenset[int]:
-    """Rows whose id repeats an earlier row's (the first occurrence is kept)."""
-    seen, duplicates = set(), []
-    for row, record in enumerate(iter_table_rows(videos, ["id"])):
-        item_id, _ = decode_id(record["id"])
-        if item_id is None:
-            continue
-        if item_id in seen:
-            duplicates.append(row)
-        seen.add(item_id)
-    return frozenset(duplicates)
 
 
 def _prepare_out(out: Path, job: PromptJob) -> None:

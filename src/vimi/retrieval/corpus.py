@@ -8,10 +8,12 @@ file would have to decompress whole row groups for every random lookup.
 
 import contextlib
 import functools
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -71,22 +73,87 @@ def iter_table_rows(path: str | Path, columns: list[str], batch_rows: int = 8192
             raise DataError(f"{shard}: unreadable manifest shard: {err}") from None
 
 
-def read_row_range(path: str | Path, start: int, stop: int, binary_columns: list[str]) -> pa.Table:
-    """Rows [start, stop) of a manifest (over its shards), `binary_columns` as raw bytes."""
+def iter_row_range(
+    path: str | Path, start: int, stop: int, binary_columns: list[str], columns: list[str] | None = None
+) -> Iterator[tuple[int, pa.Table]]:
+    """Rows [start, stop) of a manifest as (first row, table) pieces, one input shard at a time, so a
+    range of millions of rows streams in bounded memory; `binary_columns` as raw bytes."""
     root = manifest_root(path)
-    pieces, offset = [], 0
+    offset = 0
     for shard in read_index(path)["shards"]:
         lo, hi = offset, offset + shard["rows"]
         offset = hi
         if hi <= start or lo >= stop:
             continue
         table = _read_shard(str(root / shard["file"]))
-        pieces.append(table.slice(max(start - lo, 0), min(stop, hi) - max(start, lo)))
+        if columns is not None:
+            table = table.select(columns)
+        first = max(start, lo)
+        yield first, as_binary(table.slice(first - lo, min(stop, hi) - first), binary_columns)
+
+
+def read_row_range(path: str | Path, start: int, stop: int, binary_columns: list[str]) -> pa.Table:
+    """Rows [start, stop) of a manifest (over its shards) as one table, `binary_columns` as raw bytes."""
+    pieces = [table for _, table in iter_row_range(path, start, stop, binary_columns)]
     if not pieces:
         return pa.table({})
     names = pieces[0].column_names
-    table = pa.concat_tables([p.select(names) for p in pieces], promote_options="permissive")
-    return as_binary(table, binary_columns)
+    return pa.concat_tables([p.select(names) for p in pieces], promote_options="permissive")
+
+
+def find_duplicate_rows(path: str | Path) -> frozenset[int]:
+    """Rows whose id repeats an earlier row's id (the first occurrence is kept; rows without an id never count).
+
+    One streaming pass over the id column keeps a 64-bit hash per row, 16 bytes a row with its row
+    number (8 GB for 500M rows, where a Python set of the ids takes ~100 bytes a row); rows whose hash
+    repeats are then compared by their ids in a second pass, so a hash collision never drops a row.
+    """
+    hashes, rows, first_row = [], [], 0
+    for shard in shard_paths(path):
+        try:
+            batches = pq.ParquetFile(shard).iter_batches(batch_size=65536, columns=["id"])
+            for batch in batches:
+                ids = [
+                    decode_id(v)[0]
+                    for v in as_binary(pa.Table.from_batches([batch]), ["id"])["id"].to_pylist()
+                ]
+                kept = [i for i, item_id in enumerate(ids) if item_id is not None]
+                hashes.append(np.fromiter((_id_hash(ids[i]) for i in kept), np.uint64, len(kept)))
+                rows.append(np.asarray(kept, np.int64) + first_row)
+                first_row += len(ids)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise DataError(f"{shard}: unreadable manifest shard: {err}") from None
+    if not hashes:
+        return frozenset()
+    hashes, rows = np.concatenate(hashes), np.concatenate(rows)
+    order = np.argsort(hashes, kind="stable")  # rows of equal hashes stay in row order
+    sorted_hashes = hashes[order]
+    repeats = sorted_hashes[1:] == sorted_hashes[:-1]
+    in_group = np.zeros(len(order), bool)
+    in_group[1:] |= repeats
+    in_group[:-1] |= repeats
+    if not in_group.any():
+        return frozenset()
+    candidates = rows[order[in_group]]  # grouped by hash, each group in row order
+    wanted = set(candidates.tolist())
+    ids_of = {
+        row: decode_id(record["id"])[0]
+        for row, record in enumerate(iter_table_rows(path, ["id"]))
+        if row in wanted
+    }
+    duplicates, seen = [], set()
+    group_starts = set(np.flatnonzero(in_group & ~np.r_[False, repeats]).tolist())
+    for position, row in zip(np.flatnonzero(in_group).tolist(), candidates.tolist()):
+        if position in group_starts:
+            seen = set()
+        if ids_of[row] in seen:
+            duplicates.append(row)
+        seen.add(ids_of[row])
+    return frozenset(duplicates)
+
+
+def _id_hash(item_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(item_id.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 @functools.lru_cache(maxsize=2)

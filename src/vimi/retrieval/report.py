@@ -21,9 +21,10 @@ def reason_kind(reason: str) -> str:
 
 
 class SkipLog:
-    """Collects skip records {where, row, id, reason}; logs the first few of each kind."""
+    """Collects skip records {where, row, id, reason}; logs the first few of each kind (none with
+    `logger=None`, for a worker whose records the driver logs)."""
 
-    def __init__(self, logger: logging.Logger = log):
+    def __init__(self, logger: logging.Logger | None = log):
         self.records: list[dict[str, Any]] = []
         self.counts: Counter = Counter()
         self.logger = logger
@@ -34,6 +35,8 @@ class SkipLog:
         self.records.append(
             {"where": where, "row": row, "id": None if item_id is None else str(item_id), "reason": reason}
         )
+        if self.logger is None:
+            return
         if self.counts[kind] <= LOGGED_PER_REASON:
             self.logger.warning("skipped %s row %d (id=%s): %s", where, row, item_id, reason)
         elif self.counts[kind] == LOGGED_PER_REASON + 1:

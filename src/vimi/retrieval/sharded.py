@@ -1,6 +1,6 @@
 """A retrieval index split into shards that are searched independently and merged exactly.
 
-Layout of an index folder (`vimi index --corpus MEMORY --out INDEX`)::
+Layout of an index folder (`vimi index --corpus MEMORY --out INDEX`, built by `index_build.py`)::
 
     INDEX/index.json              backend, tokenizer, global BM25 statistics, shard table; written LAST,
                                   so a folder without it is an interrupted build and is refused
@@ -22,12 +22,15 @@ How a 500M-pair memory is laid out and run
 ------------------------------------------
 * Memory: a vimi manifest of ~50k Parquet shards of 10k rows (id, text, image path), images on
   object storage or a shared file system. Only paths travel; images are never copied.
-* Statistics pass (map-reduce): each worker tokenizes a slice of the Parquet shards and emits a
-  `BM25Stats` (doc_freq Counter, num_docs, total_tokens); the reduce sums them (`BM25Stats.merge`).
-  English captions give ~10-30M distinct terms: a few GB for the global df table.
+* Statistics pass (map-reduce, `index_build.py`; `vimi index --executor ray` runs each shard as a Ray
+  task): each task validates one shard's row range, writes its corpus.arrow and emits a `BM25Stats`
+  (doc_freq Counter, num_docs, total_tokens); the reduce sums them (`BM25Stats.merge`). Duplicate ids
+  are found first, in one pass over the id column that keeps a 64-bit hash a row (8 GB at 500M rows).
+  English captions give ~10-30M distinct terms: a few GB for the global df table, put in Ray's object
+  store once for the scoring tasks.
 * Index shards: with ~10 short tokens per caption, a shard of 25M pairs is ~250M non-zeros, i.e.
   ~2 GB of float32 scores + int32 rows, plus ~3 GB of corpus.arrow text. 20 shards of 25M pairs cover
-  500M pairs; each is built by one worker from its row range and the global statistics (no
+  500M pairs; each is scored by one task from its corpus.arrow and the global statistics (no
   coordination), and every file is memory-mapped, so a machine serves any number of shards that fit
   its page cache or disk. Shards count follows `retrieval.num_shards` (here: 20).
 * Queries (`vimi build-prompts --executor ray`): the video captions are cut into fixed row ranges
@@ -39,32 +42,19 @@ How a 500M-pair memory is laid out and run
   have query tasks fan out to all actors and merge - the merge rule above is unchanged.
 """
 
-import bisect
-import contextlib
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from vimi.config import RetrievalConfig
-from vimi.data.manifest import count_rows, manifest_root
 from vimi.errors import DataError
-from vimi.retrieval.bm25 import BM25Index, BM25Stats
-from vimi.retrieval.corpus import (
-    CorpusStore,
-    CorpusWriter,
-    check_columns,
-    decode_id,
-    iter_table_rows,
-    resolve_media,
-)
-from vimi.retrieval.dense import DenseIndex, TextEmbedder, choose_index_kind
-from vimi.retrieval.report import SkipLog, write_report
-from vimi.retrieval.tokenize import TextTokenizer, decode_text
-from vimi.utils.atomic import write_json_atomic
+from vimi.retrieval.bm25 import BM25Index
+from vimi.retrieval.corpus import CorpusStore
+from vimi.retrieval.dense import DenseIndex, TextEmbedder
+from vimi.retrieval.tokenize import TextTokenizer
 from vimi.utils.files import read_json
 
 log = logging.getLogger(__name__)
@@ -84,108 +74,8 @@ class Hit:
     score: float
 
 
-def _shard_dir(s: int) -> str:
+def shard_dir(s: int) -> str:
     return f"shard-{s:05d}"
-
-
-def build_index(corpus: str | Path, out: str | Path, cfg: RetrievalConfig, progress: bool = True) -> Path:
-    """Index an (id, text, image) manifest into `out`; returns the path of index.json."""
-    corpus, out = Path(corpus), Path(out)
-    check_columns(corpus, ["id", "text", "image"])
-    root = manifest_root(corpus)
-    (out / INDEX_FILE).unlink(
-        missing_ok=True
-    )  # a rebuild that dies must not leave the old index looking valid
-    input_rows = count_rows(corpus)
-    num_shards = max(1, min(cfg.num_shards, input_rows))
-    bounds = [input_rows * s // num_shards for s in range(num_shards + 1)]
-    tokenizer = TextTokenizer(cfg.stopwords, cfg.stemmer)
-    stats, skips, seen = BM25Stats(), SkipLog(log), set()
-    keep_tokens = cfg.backend == "bm25" and num_shards == 1  # one shard: tokenize once
-    cached_tokens: list[list[str]] = []
-    writers: list[CorpusWriter | None] = [None] * num_shards
-    # An error anywhere below closes every open writer and removes its temporary file.
-    with contextlib.ExitStack() as stack:
-        for row, record in enumerate(iter_table_rows(corpus, ["id", "text", "image"])):
-            shard = bisect.bisect_right(bounds, row) - 1
-            if writers[shard] is None:
-                shutil.rmtree(out / _shard_dir(shard), ignore_errors=True)
-                writers[shard] = stack.enter_context(CorpusWriter(out / _shard_dir(shard) / "corpus.arrow"))
-            item_id, reason = decode_id(record["id"])
-            if item_id is not None and item_id in seen:
-                reason = f"duplicate_id: {item_id} already indexed"
-            text, text_reason = decode_text(record["text"])
-            image, image_reason = resolve_media(root, record["image"])
-            reason = reason or text_reason or image_reason
-            if reason:
-                skips.skip("corpus", row, item_id, reason)
-                continue
-            seen.add(item_id)
-            writers[shard].append(item_id, text, image)
-            if cfg.backend == "bm25":
-                tokens = tokenizer.tokenize(text)
-                stats.add(tokens)
-                if keep_tokens:
-                    cached_tokens.append(tokens)
-        shards, offset = [], 0
-        for s, writer in enumerate(writers):
-            if writer is None:
-                writer = stack.enter_context(CorpusWriter(out / _shard_dir(s) / "corpus.arrow"))
-            writer.close()
-            shards.append({"dir": _shard_dir(s), "rows": writer.rows, "offset": offset})
-            offset += writer.rows
-    summary = {"corpus": str(corpus.resolve()), "input_rows": input_rows, "rows": offset}
-    write_report(out, "index", skips.records, summary)
-    if offset == 0:
-        raise DataError(
-            f"{corpus}: no valid rows to index (all {input_rows} skipped; see {out}/index.skips.jsonl)"
-        )
-    meta = {
-        "format": INDEX_FORMAT,
-        "version": 1,
-        "backend": cfg.backend,
-        **summary,
-        "shards": shards,
-        "tokenizer": tokenizer.config(),
-    }
-    if cfg.backend == "bm25":
-        meta["bm25"] = {
-            "k1": cfg.k1,
-            "b": cfg.b,
-            "num_docs": stats.num_docs,
-            "avg_doc_len": stats.avg_doc_len,
-        }
-        for s, shard in enumerate(shards):
-            store = CorpusStore(out / shard["dir"] / "corpus.arrow")
-            tokens = cached_tokens or [tokenizer.tokenize(t) for batch in store.texts() for t in batch]
-            BM25Index.build(tokens, stats, cfg.k1, cfg.b).save(out / shard["dir"] / "bm25")
-            log.info("bm25 shard %d/%d: %d rows", s + 1, len(shards), shard["rows"])
-    else:
-        embedder = TextEmbedder(cfg.dense_model_path, cfg.dense_batch_size)
-        kinds = []
-        for shard in shards:
-            store = CorpusStore(out / shard["dir"] / "corpus.arrow")
-            vectors = embedder.embed([t for batch in store.texts() for t in batch], progress=progress)
-            kind = choose_index_kind(cfg.dense_index, len(vectors), cfg.dense_flat_max_rows)
-            DenseIndex.build(vectors, kind, cfg.ivf_nprobe).save(out / shard["dir"])
-            kinds.append(kind)
-        meta["dense"] = {
-            "model_path": cfg.dense_model_path,
-            "kinds": kinds,
-            "dim": embedder.dim,
-            "nprobe": cfg.ivf_nprobe,
-            "batch_size": cfg.dense_batch_size,
-        }
-    write_json_atomic(out / INDEX_FILE, meta)
-    log.info(
-        "indexed %d of %d rows into %d shard(s) at %s (%d skipped)",
-        offset,
-        input_rows,
-        len(shards),
-        out,
-        len(skips.records),
-    )
-    return out / INDEX_FILE
 
 
 def read_index_meta(path: str | Path) -> dict:
