@@ -38,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--sampler", default=None, help="euler, heun or dpmpp_2m")
+    parser.add_argument(
+        "--sampler", default=None, help="euler, euler_ancestral, heun or dpmpp_2m (default: the checkpoint's)"
+    )
     parser.add_argument("--guidance-text", type=float, default=None, help="text guidance scale (1 disables)")
     parser.add_argument(
         "--guidance-image", type=float, default=None, help="image guidance scale (1 disables)"
