@@ -19,6 +19,7 @@ import bm25s
 import numpy as np
 
 from vimi.errors import DataError
+from vimi.utils.atomic import atomic_path
 
 
 @dataclass
@@ -82,6 +83,46 @@ class TieStableBM25(bm25s.BM25):
         return top, rows
 
 
+@dataclass
+class TermCounts:
+    """One shard's term frequencies: all of BM25 that does not depend on other shards, so the map task
+    that tokenizes a shard can count it, and the task that scores it after the reduce need not tokenize again."""
+
+    terms: list[str]
+    """The shard's vocabulary, sorted."""
+    lengths: np.ndarray
+    """[docs] int64: tokens per document."""
+    keys: np.ndarray
+    """[nnz] int64: term index * docs + document, sorted (CSC order: by term, then document)."""
+    tf: np.ndarray
+    """[nnz] int64: occurrences of the term in the document."""
+
+    @classmethod
+    def count(cls, docs_tokens: list[list[str]]) -> "TermCounts":
+        terms = sorted({t for tokens in docs_tokens for t in tokens})
+        vocab = {t: i for i, t in enumerate(terms)}
+        num_docs = len(docs_tokens)
+        lengths = np.fromiter((len(t) for t in docs_tokens), dtype=np.int64, count=num_docs)
+        term_ids = np.fromiter(
+            (vocab[t] for tokens in docs_tokens for t in tokens), dtype=np.int64, count=int(lengths.sum())
+        )
+        doc_ids = np.repeat(np.arange(num_docs, dtype=np.int64), lengths)
+        keys, tf = np.unique(term_ids * num_docs + doc_ids, return_counts=True)
+        return cls(terms, lengths, keys, tf)
+
+    def save(self, path: str | Path) -> None:
+        """One .npz (written atomically) holding the arrays and the vocabulary."""
+        with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+            np.savez(
+                f, lengths=self.lengths, keys=self.keys, tf=self.tf, terms=np.array(self.terms, dtype=str)
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TermCounts":
+        with np.load(path) as data:
+            return cls(data["terms"].tolist(), data["lengths"], data["keys"], data["tf"])
+
+
 class BM25Index:
     """One shard: documents' BM25 scores under global statistics, searched with bm25s."""
 
@@ -97,20 +138,16 @@ class BM25Index:
         cls, docs_tokens: list[list[str]], stats: BM25Stats, k1: float = 1.5, b: float = 0.75
     ) -> "BM25Index":
         """Score `docs_tokens` (this shard's documents, in order) with corpus-wide `stats`."""
-        terms = sorted({t for tokens in docs_tokens for t in tokens})
-        vocab = {t: i for i, t in enumerate(terms)}
-        num_docs, num_terms = len(docs_tokens), len(terms) + 1  # + bm25s's empty-query token
-        lengths = np.fromiter((len(t) for t in docs_tokens), dtype=np.int64, count=num_docs)
-        term_ids = np.fromiter(
-            (vocab[t] for tokens in docs_tokens for t in tokens), dtype=np.int64, count=int(lengths.sum())
-        )
-        doc_ids = np.repeat(np.arange(num_docs, dtype=np.int64), lengths)
-        # Term frequency per (term, document): unique over packed keys sorts by term, then document,
-        # which is exactly CSC order (columns = terms).
-        keys, tf = np.unique(term_ids * num_docs + doc_ids, return_counts=True)
-        col, row = keys // max(num_docs, 1), keys % max(num_docs, 1)
+        return cls.score(TermCounts.count(docs_tokens), stats, k1, b)
+
+    @classmethod
+    def score(cls, counts: TermCounts, stats: BM25Stats, k1: float = 1.5, b: float = 0.75) -> "BM25Index":
+        """The shard's BM25 score matrix from its term `counts` and corpus-wide `stats`."""
+        terms, lengths = counts.terms, counts.lengths
+        num_docs, num_terms = len(lengths), len(terms) + 1  # + bm25s's empty-query token
+        col, row = counts.keys // max(num_docs, 1), counts.keys % max(num_docs, 1)
         idf = np.append(stats.idf(terms), np.float32(0.0))
-        tf = tf.astype(np.float32)
+        tf = counts.tf.astype(np.float32)
         # bm25s "lucene": idf * tf / (k1 * (1 - b + b * dl / avgdl) + tf), computed in float64.
         norm = k1 * ((1 - b) + b * lengths[row] / np.float64(stats.avg_doc_len))
         data = (idf[col].astype(np.float64) * (tf / (norm + tf))).astype(np.float32)
@@ -123,7 +160,7 @@ class BM25Index:
             "indptr": indptr,
             "num_docs": num_docs,
         }
-        retriever.vocab_dict = {**vocab, "": len(terms)}
+        retriever.vocab_dict = {**{t: i for i, t in enumerate(terms)}, "": len(terms)}
         retriever.unique_token_ids_set = set(retriever.vocab_dict.values())
         retriever.nonoccurrence_array = None  # only BM25L / BM25+ use it
         return cls(retriever)

@@ -3,9 +3,10 @@
 1. Duplicate ids: one pass over the id column (`find_duplicate_rows`); the first occurrence is kept, even
    when it is skipped for another reason (as in build-prompts), so that this pass needs the ids alone.
 2. Map, one task per index shard (a contiguous range of memory rows): validate the rows, write the
-   shard's corpus.arrow, count its BM25 statistics (`BM25Stats`). Reduce: sum the statistics.
-3. Map, one task per shard: score the shard's documents with the corpus-wide statistics (or embed them,
-   dense backend) and save. Then index.json, last.
+   shard's corpus.arrow, tokenize it once into its term counts (`TermCounts`) and its share of the
+   corpus statistics (`BM25Stats`). Reduce: sum the statistics.
+3. Map, one task per shard: score the shard's term counts with the corpus-wide statistics (or embed
+   its texts, dense backend) and save. Then index.json, last.
 
 Tasks run one after another in this process or as Ray tasks (`retrieval.executor`, `vimi index
 --executor ray`); both write the same files, which equal a single sequential pass's (tested).
@@ -20,7 +21,7 @@ from pathlib import Path
 from vimi.config import RetrievalConfig
 from vimi.data.manifest import count_rows, manifest_root
 from vimi.errors import DataError
-from vimi.retrieval.bm25 import BM25Index, BM25Stats
+from vimi.retrieval.bm25 import BM25Index, BM25Stats, TermCounts
 from vimi.retrieval.corpus import (
     CorpusStore,
     CorpusWriter,
@@ -40,6 +41,8 @@ from vimi.utils.atomic import write_json_atomic
 log = logging.getLogger(__name__)
 
 COLUMNS = ["id", "text", "image"]
+TERM_COUNTS = "term_counts.npz"
+"""A shard's term frequencies, from the task that tokenized it to the one that scores it."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ def write_shard_corpus(shard: int, job: IndexJob) -> ShardCorpus:
     root = manifest_root(job.corpus)
     tokenizer = TextTokenizer(job.cfg.stopwords, job.cfg.stemmer)
     stats, skips = BM25Stats(), SkipLog(logger=None)  # the driver logs the skips, in row order
+    docs_tokens: list[list[str]] = []
     start, stop = job.bounds[shard], job.bounds[shard + 1]
     with CorpusWriter(folder / "corpus.arrow") as writer:
         for first, table in iter_row_range(job.corpus, start, stop, COLUMNS, columns=COLUMNS):
@@ -85,20 +89,21 @@ def write_shard_corpus(shard: int, job: IndexJob) -> ShardCorpus:
                     continue
                 writer.append(item_id, text, image)
                 if job.cfg.backend == "bm25":
-                    stats.add(tokenizer.tokenize(text))
+                    docs_tokens.append(tokenizer.tokenize(text))
+                    stats.add(docs_tokens[-1])
+    if job.cfg.backend == "bm25":
+        TermCounts.count(docs_tokens).save(folder / TERM_COUNTS)
     return ShardCorpus(writer.rows, stats, skips.records)
 
 
 def score_shard(shard: int, job: IndexJob, stats: BM25Stats) -> tuple[str, int]:
     """Map 2: the shard's search structure (BM25 scores under the corpus-wide `stats`, or dense
     vectors); returns the dense index kind and vector size (("", 0) for BM25)."""
-    folder = Path(job.out) / shard_dir(shard)
-    texts = [t for batch in CorpusStore(folder / "corpus.arrow").texts() for t in batch]
-    cfg = job.cfg
+    folder, cfg = Path(job.out) / shard_dir(shard), job.cfg
     if cfg.backend == "bm25":
-        tokenizer = TextTokenizer(cfg.stopwords, cfg.stemmer)
-        BM25Index.build([tokenizer.tokenize(t) for t in texts], stats, cfg.k1, cfg.b).save(folder / "bm25")
+        BM25Index.score(TermCounts.load(folder / TERM_COUNTS), stats, cfg.k1, cfg.b).save(folder / "bm25")
         return "", 0
+    texts = [t for batch in CorpusStore(folder / "corpus.arrow").texts() for t in batch]
     embedder = _embedder(cfg.dense_model_path, cfg.dense_batch_size)
     vectors = embedder.embed(texts, progress=False)
     kind = choose_index_kind(cfg.dense_index, len(vectors), cfg.dense_flat_max_rows)
@@ -160,6 +165,8 @@ def build_index(corpus: str | Path, out: str | Path, cfg: RetrievalConfig, progr
             "batch_size": cfg.dense_batch_size,
         }
     write_json_atomic(out / INDEX_FILE, meta)
+    for shard in shards:  # kept until here, so that a retried scoring task finds its counts
+        (out / shard["dir"] / TERM_COUNTS).unlink(missing_ok=True)
     log.info(
         "indexed %d of %d rows into %d shard(s) at %s (%d skipped, executor %s)",
         offset,
