@@ -57,6 +57,7 @@ def test_sharded_build_with_repeated_ids_equals_one_shard(tmp_path, num_shards):
         tmp_path / "memory", tmp_path / "many", RetrievalConfig(num_shards=num_shards), progress=False
     )
     one, many = open_index(tmp_path / "one", threads=1), open_index(tmp_path / "many", threads=1)
+    assert not list(tmp_path.rglob("term_counts.npz"))  # the map tasks' hand-over files are gone
     skipped = {3, *range(14, len(rows), 7)}
     assert one.num_rows == many.num_rows == len(rows) - len(skipped)
     (s1, r1), (s2, r2) = one.search(QUERIES, 6), many.search(QUERIES, 6)
