@@ -126,7 +126,7 @@ def find_duplicate_rows(path: str | Path) -> frozenset[int]:
     if not hashes:
         return frozenset()
     hashes, rows = np.concatenate(hashes), np.concatenate(rows)
-    order = np.argsort(hashes, kind="stable")  # rows of equal hashes stay in row order
+    order = np.argsort(hashes)
     sorted_hashes = hashes[order]
     repeats = sorted_hashes[1:] == sorted_hashes[:-1]
     in_group = np.zeros(len(order), bool)
@@ -134,7 +134,8 @@ def find_duplicate_rows(path: str | Path) -> frozenset[int]:
     in_group[:-1] |= repeats
     if not in_group.any():
         return frozenset()
-    candidates = rows[order[in_group]]  # grouped by hash, each group in row order
+    # Every repeat of an id, and its first occurrence, share a hash: compare the ids of these rows only.
+    candidates = np.sort(rows[order[in_group]])
     wanted = set(candidates.tolist())
     ids_of = {
         row: decode_id(record["id"])[0]
@@ -142,10 +143,7 @@ def find_duplicate_rows(path: str | Path) -> frozenset[int]:
         if row in wanted
     }
     duplicates, seen = [], set()
-    group_starts = set(np.flatnonzero(in_group & ~np.r_[False, repeats]).tolist())
-    for position, row in zip(np.flatnonzero(in_group).tolist(), candidates.tolist()):
-        if position in group_starts:
-            seen = set()
+    for row in candidates.tolist():
         if ids_of[row] in seen:
             duplicates.append(row)
         seen.add(ids_of[row])
