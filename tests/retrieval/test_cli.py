@@ -1,11 +1,14 @@
 import json
 
+import pytest
+
 from vimi.cli import main
 from vimi.data.manifest import count_rows
 
 
 def test_index_and_build_prompts_commands(tmp_path, memory, videos, capsys):
-    assert main(["index", "--corpus", str(memory), "--out", str(tmp_path / "index"), "--shards", "2"]) == 0
+    index_args = ["index", "--corpus", str(memory), "--out", str(tmp_path / "index"), "--shards", "2"]
+    assert main([*index_args, "--executor", "local"]) == 0
     meta = json.loads((tmp_path / "index" / "index.json").read_text())
     assert meta["backend"] == "bm25" and len(meta["shards"]) == 2 and meta["rows"] == 42
     args = [
@@ -42,3 +45,6 @@ def test_user_errors_exit_2_naming_the_input(tmp_path, memory, capsys):
     ]
     assert main(args) == 2
     assert "lacks column(s) ['caption', 'video']" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse: usage and exit 2
+        main(["index", "--corpus", str(memory), "--out", str(tmp_path / "i"), "--executor", "dask"])
+    assert exit_info.value.code == 2 and "invalid choice: 'dask'" in capsys.readouterr().err

@@ -100,17 +100,3 @@ def test_ray_tasks_write_the_same_index_as_local(tmp_path):
         name = f"shard-{shard:05d}/corpus.arrow"
         tables = [pa.ipc.open_file(tmp_path / d / name).read_all() for d in ("local", "ray")]
         assert tables[0].num_rows > 0 and tables[0].equals(tables[1])
-
-
-def test_cli_passes_shards_and_executor(tmp_path, capsys):
-    from vimi.cli import main
-
-    memory_with_repeats(tmp_path / "memory")
-    argv = ["index", "--corpus", str(tmp_path / "memory"), "--out", str(tmp_path / "index"), "--shards", "3"]
-    assert main([*argv, "--executor", "local"]) == 0
-    meta = json.loads((tmp_path / "index" / "index.json").read_text())
-    # rows 0-19 less 3 and 14; 20-39 less 21, 28, 35; 40-59 less 42, 49, 56
-    assert [s["rows"] for s in meta["shards"]] == [18, 17, 17]
-    with pytest.raises(SystemExit) as exit_info:
-        main([*argv, "--executor", "dask"])
-    assert exit_info.value.code == 2 and "invalid choice: 'dask'" in capsys.readouterr().err

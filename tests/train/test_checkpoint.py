@@ -1,6 +1,7 @@
 """Atomic checkpoints: COMPLETE marker, newest-complete selection, pruning, weights_only loading."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -34,6 +35,18 @@ def test_round_trip_loads_with_weights_only(tmp_path):
     assert state["state"] == {"step": 5, "samples_seen": 20}
     assert state["scheduler"] == {"last_epoch": 5}
     assert "torch" in state["rng"] and state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
+
+
+def test_checkpoint_files_get_the_permissions_of_plain_writes(tmp_path):
+    """safetensors writes 0600 files; a checkpoint on a shared file system must be readable by the team."""
+    umask = os.umask(0o022)
+    try:
+        path = save(tmp_path, 1)
+    finally:
+        os.umask(umask)
+    files = [p for p in path.rglob("*") if p.is_file()]
+    assert {"model.safetensors", "optimizer.pt", "COMPLETE"} <= {p.name for p in files}
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o644)}
 
 
 def test_folder_without_complete_marker_is_never_picked(tmp_path):

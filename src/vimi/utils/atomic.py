@@ -60,6 +60,9 @@ def atomic_directory(
     try:
         os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp makes 0700 folders
         yield tmp
+        for file in tmp.rglob("*"):
+            if file.is_file():  # some writers (safetensors, mkstemp) make 0600 files, unreadable to a team
+                os.chmod(file, 0o666 & ~_current_umask())
         if fsync:
             _fsync_tree(tmp)
         if marker:
