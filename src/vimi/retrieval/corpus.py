@@ -101,28 +101,23 @@ def read_row_range(path: str | Path, start: int, stop: int, binary_columns: list
     return pa.concat_tables([p.select(names) for p in pieces], promote_options="permissive")
 
 
-def find_duplicate_rows(path: str | Path) -> frozenset[int]:
+def find_duplicate_rows(path: str | Path, executor: str = "local", address: str = "") -> frozenset[int]:
     """Rows whose id repeats an earlier row's id (the first occurrence is kept; rows without an id never count).
 
-    One streaming pass over the id column keeps a 64-bit hash per row, 16 bytes a row with its row
-    number (8 GB for 500M rows, where a Python set of the ids takes ~100 bytes a row); rows whose hash
-    repeats are then compared by their ids in a second pass, so a hash collision never drops a row.
+    A map over the input shards (in this process or as Ray tasks, see `executors.map_tasks`) hashes
+    every id to 64 bits; the driver keeps 16 bytes a row with its row number (8 GB for 500M rows, where
+    a Python set of the ids takes ~100 bytes a row). Rows whose hash repeats are then compared by their
+    ids in a second pass, so a hash collision never drops a row.
     """
+    from vimi.retrieval.executors import map_tasks
+
+    shards = [str(shard) for shard in shard_paths(path)]
+    parts = map_tasks(_id_hashes, shards, executor=executor, address=address, progress=False)
     hashes, rows, first_row = [], [], 0
-    for shard in shard_paths(path):
-        try:
-            batches = pq.ParquetFile(shard).iter_batches(batch_size=65536, columns=["id"])
-            for batch in batches:
-                ids = [
-                    decode_id(v)[0]
-                    for v in as_binary(pa.Table.from_batches([batch]), ["id"])["id"].to_pylist()
-                ]
-                kept = [i for i, item_id in enumerate(ids) if item_id is not None]
-                hashes.append(np.fromiter((_id_hash(ids[i]) for i in kept), np.uint64, len(kept)))
-                rows.append(np.asarray(kept, np.int64) + first_row)
-                first_row += len(ids)
-        except (pa.ArrowInvalid, OSError) as err:
-            raise DataError(f"{shard}: unreadable manifest shard: {err}") from None
+    for num_rows, kept, shard_hashes in parts:
+        hashes.append(shard_hashes)
+        rows.append(kept + first_row)
+        first_row += num_rows
     if not hashes:
         return frozenset()
     hashes, rows = np.concatenate(hashes), np.concatenate(rows)
@@ -148,6 +143,18 @@ def find_duplicate_rows(path: str | Path) -> frozenset[int]:
             duplicates.append(row)
         seen.add(ids_of[row])
     return frozenset(duplicates)
+
+
+def _id_hashes(shard: str) -> tuple[int, np.ndarray, np.ndarray]:
+    """(rows, int64 rows that have an id, their uint64 id hashes) of one input shard."""
+    try:
+        ids = pq.read_table(shard, columns=["id"])
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{shard}: unreadable manifest shard: {err}") from None
+    decoded = [decode_id(value)[0] for value in as_binary(ids, ["id"])["id"].to_pylist()]
+    kept = [row for row, item_id in enumerate(decoded) if item_id is not None]
+    hashes = np.fromiter((_id_hash(decoded[row]) for row in kept), np.uint64, len(kept))
+    return len(decoded), np.asarray(kept, np.int64), hashes
 
 
 def _id_hash(item_id: str) -> int:

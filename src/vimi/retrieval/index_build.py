@@ -1,7 +1,8 @@
 """`vimi index`: build a sharded retrieval index from an (id, text, image) memory as a map-reduce.
 
-1. Duplicate ids: one pass over the id column (`find_duplicate_rows`); the first occurrence is kept, even
-   when it is skipped for another reason (as in build-prompts), so that this pass needs the ids alone.
+1. Duplicate ids: a map over the input shards hashes the id column (`find_duplicate_rows`); the first
+   occurrence is kept, even when it is skipped for another reason (as in build-prompts), so that this
+   pass needs the ids alone.
 2. Map, one task per index shard (a contiguous range of memory rows): validate the rows, write the
    shard's corpus.arrow, tokenize it once into its term counts (`TermCounts`) and its share of the
    corpus statistics (`BM25Stats`). Reduce: sum the statistics.
@@ -12,6 +13,7 @@ Tasks run one after another in this process or as Ray tasks (`retrieval.executor
 --executor ray`); both write the same files, which equal a single sequential pass's (tested).
 """
 
+import contextlib
 import functools
 import logging
 import shutil
@@ -32,7 +34,7 @@ from vimi.retrieval.corpus import (
     resolve_media,
 )
 from vimi.retrieval.dense import DenseIndex, TextEmbedder, choose_index_kind
-from vimi.retrieval.executors import map_tasks
+from vimi.retrieval.executors import map_tasks, ray_session
 from vimi.retrieval.report import SkipLog, write_report
 from vimi.retrieval.sharded import INDEX_FILE, INDEX_FORMAT, shard_dir
 from vimi.retrieval.tokenize import TextTokenizer, decode_text
@@ -126,8 +128,18 @@ def build_index(corpus: str | Path, out: str | Path, cfg: RetrievalConfig, progr
     input_rows = count_rows(corpus)
     num_shards = max(1, min(cfg.num_shards, input_rows))
     bounds = tuple(input_rows * s // num_shards for s in range(num_shards + 1))
-    job = IndexJob(str(corpus), str(out), cfg, bounds, find_duplicate_rows(corpus))
+    # One Ray session (when asked for) serves all three maps.
+    with ray_session(cfg.ray_address) if cfg.executor == "ray" else contextlib.nullcontext():
+        return _build(corpus, out, cfg, bounds, progress)
+
+
+def _build(corpus: Path, out: Path, cfg: RetrievalConfig, bounds: tuple[int, ...], progress: bool) -> Path:
+    """The maps and reduces of `build_index` (steps 1-3 of the module docstring)."""
+    input_rows, num_shards = bounds[-1], len(bounds) - 1
     run = functools.partial(map_tasks, executor=cfg.executor, address=cfg.ray_address, progress=progress)
+    job = IndexJob(
+        str(corpus), str(out), cfg, bounds, find_duplicate_rows(corpus, cfg.executor, cfg.ray_address)
+    )
     corpora: list[ShardCorpus] = run(write_shard_corpus, range(num_shards), (job,), desc="index: rows")
     skips = SkipLog(log)
     for record in sorted((r for c in corpora for r in c.skips), key=lambda r: r["row"]):
