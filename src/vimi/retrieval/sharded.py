@@ -25,7 +25,8 @@ How a 500M-pair memory is laid out and run
 * Statistics pass (map-reduce, `index_build.py`; `vimi index --executor ray` runs each shard as a Ray
   task): each task validates one shard's row range, writes its corpus.arrow and emits a `BM25Stats`
   (doc_freq Counter, num_docs, total_tokens); the reduce sums them (`BM25Stats.merge`). Duplicate ids
-  are found first, in one pass over the id column that keeps a 64-bit hash a row (8 GB at 500M rows).
+  are found first by a map that hashes each input shard's ids (the driver keeps 16 bytes a row: 8 GB at
+  500M rows).
   English captions give ~10-30M distinct terms: a few GB for the global df table, put in Ray's object
   store once for the scoring tasks.
 * Index shards: with ~10 short tokens per caption, a shard of 25M pairs is ~250M non-zeros, i.e.
