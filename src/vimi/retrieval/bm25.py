@@ -6,7 +6,8 @@ from the documents it is given; a shard of a larger memory must instead use the 
 whole memory, or its scores are not comparable with other shards' scores. `BM25Stats` is that
 corpus-wide first pass; `BM25Index.build` scores one shard's documents with it (vectorised numpy,
 the same Lucene-variant formulas as bm25s) and hands the matrix to a `bm25s.BM25` for retrieval,
-saving (`save`) and memory-mapped loading (`load(mmap=True)`).
+saving (`save`) and memory-mapped loading (`load(mmap=True)`). Build = `TermCounts.count` (what the
+shard alone decides) + `BM25Index.score` (with the statistics), so that a map-reduce can split them.
 """
 
 import json
