@@ -14,7 +14,7 @@ ShardFn = Callable  # process_shard(job, shard, index) -> done record
 
 
 @contextlib.contextmanager
-def ray_session(address: str = "", num_cpus: int | None = None) -> Iterator:
+def ray_session(address: str = "") -> Iterator:
     """The `ray` module, connected to `address` (empty: a local Ray started here and stopped after)."""
     try:
         import ray
@@ -25,7 +25,7 @@ def ray_session(address: str = "", num_cpus: int | None = None) -> Iterator:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            ray.init(include_dashboard=False, log_to_driver=False)
     try:
         yield ray
     finally:
@@ -65,7 +65,7 @@ def run_local(job, shards: list[int], process: ShardFn, progress: bool = True) -
     ]
 
 
-def _ray_shard(job, shard: int, process: ShardFn) -> dict:
+def _ray_shard(shard: int, job, process: ShardFn) -> dict:
     """One Ray task: the index is opened once per worker process (memory-mapped) and reused."""
     from vimi.retrieval.retrieve import cached_index
 
@@ -74,12 +74,6 @@ def _ray_shard(job, shard: int, process: ShardFn) -> dict:
     return process(job, shard, index)
 
 
-def run_ray(
-    job, shards: list[int], process: ShardFn, address: str = "", num_cpus: int | None = None
-) -> list[dict]:
+def run_ray(job, shards: list[int], process: ShardFn, address: str = "") -> list[dict]:
     """Shards as Ray tasks; results are collected in shard order."""
-    if not shards:
-        return []
-    with ray_session(address, num_cpus) as ray:
-        task = ray.remote(num_cpus=1, max_retries=2)(_ray_shard)
-        return ray.get([task.remote(job, s, process) for s in shards])
+    return map_tasks(_ray_shard, shards, (job, process), executor="ray", address=address)
