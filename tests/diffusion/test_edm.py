@@ -62,3 +62,33 @@ def test_train_and_sampling_shift_agree():
     train = sample_training_sigmas(20000, cfg, shape, generator=torch.Generator().manual_seed(0))
     assert abs(train.log().mean().item() - (cfg.p_mean + math.log(4))) < 0.05
     assert abs(train.log().std().item() - cfg.p_std) < 0.05
+
+
+def _cond(batch, context=None):
+    cond = {"tokens": torch.zeros(batch, 1, 1), "mask": torch.ones(batch, 1, dtype=torch.bool)}
+    if context is not None:
+        cond["context"], cond["context_mask"] = context, torch.ones_like(context[:, :1])
+    return cond
+
+
+def test_context_residual_denoises_the_difference_from_the_held_frames():
+    context = torch.randn(2, 3, 4, 4, 4)
+    x0 = context.clone()
+    x0[:, :, 1:, :2] += 0.7  # what changes after the given frame
+    noisy = x0 + 0.3 * torch.randn_like(x0)
+    sigma = torch.full((2,), 0.3)
+    residual = EDMDenoiser(ZeroNet(), sigma_data=0.5, context_residual=True)
+    plain = EDMDenoiser(ZeroNet(), sigma_data=0.5)
+    c_skip = edm_preconditioning(sigma, 0.5)[0][0]
+    # F = 0: D = context + c_skip (x - context) instead of c_skip x.
+    torch.testing.assert_close(
+        residual(noisy, sigma, _cond(2, context)), context + c_skip * (noisy - context)
+    )
+    torch.testing.assert_close(plain(noisy, sigma, _cond(2, context)), c_skip * noisy)
+    # So at high noise a network that knows nothing already predicts "nothing moves"...
+    far = EDMDenoiser(ZeroNet(), sigma_data=0.5, context_residual=True)(
+        x0 + 80 * torch.randn_like(x0), torch.full((2,), 80.0), _cond(2, context)
+    )
+    assert (far - context).abs().max() < 0.05
+    # ...and without given frames the option changes nothing.
+    torch.testing.assert_close(residual(noisy, sigma, _cond(2)), plain(noisy, sigma, _cond(2)))

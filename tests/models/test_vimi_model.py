@@ -68,3 +68,23 @@ def test_condition_fits_the_first_prompt_images_to_the_video_as_reference_clips(
     videos = torch.rand(2, 3, 4, 16, 16) * 2 - 1
     model.loss(videos, prompts).backward()
     assert model.backbone.reference_embed.grad.abs().sum() > 0
+
+
+def test_context_residual_predicts_the_held_frame_at_high_noise_before_training() -> None:
+    overrides = ["model.backbone.hidden=32", "model.backbone.depth=1", "model.backbone.heads=2"]
+    frames = torch.rand(2, 3, 4, 16, 16) * 2 - 1
+    mask = torch.zeros(2, 1, 4, 16, 16)
+    mask[:, :, 0] = 1.0
+    prompts = [MultimodalPrompt(["a cat moves left"], "predict")] * 2
+    noisy = frames + 80.0 * torch.randn_like(frames)
+    sigma = torch.full((2,), 80.0)
+    for residual in (True, False):
+        model = build_model(load_config(None, [*overrides, f"diffusion.context_residual={residual}"]))
+        cond = model.condition(prompts, frames * mask, mask)
+        denoised = model.denoiser(noisy, sigma, cond)  # the output layer starts at zero: F = 0
+        # The residual model's guess, knowing nothing yet, is the given frame held still (the copy floor)...
+        error_to_held = (denoised - frames[:, :, :1]).abs().mean().item()
+        if residual:
+            assert error_to_held < 0.01
+        else:  # ...the plain one's is nothing at all (c_skip x, about zero).
+            assert denoised.abs().mean() < 0.01 and error_to_held > 0.3

@@ -46,12 +46,18 @@ def noise_shift(shape: tuple[int, ...] | torch.Size, reference_size: int) -> flo
 
 
 class EDMDenoiser(nn.Module):
-    """D(x; sigma) = c_skip x + c_out F(c_in x; c_noise, cond): wraps a raw network such as VideoDiT."""
+    """D(x; sigma) = c_skip x + c_out F(c_in x; c_noise, cond): wraps a raw network such as VideoDiT.
 
-    def __init__(self, net: nn.Module, sigma_data: float):
+    context_residual=True denoises the difference from cond["context"] (the given frames, held over the
+    later ones): D(x) = context + D'(x - context), so that what the given frames already show is the
+    default and the network learns only what changes (`DiffusionConfig.context_residual`).
+    """
+
+    def __init__(self, net: nn.Module, sigma_data: float, context_residual: bool = False):
         super().__init__()
         self.net = net
         self.sigma_data = sigma_data
+        self.context_residual = context_residual
 
     def forward(self, x_noisy: torch.Tensor, sigma: torch.Tensor | float, cond: dict) -> torch.Tensor:
         """x_noisy [B, C, T, H, W], sigma [B] (or a scalar), cond {"tokens", "mask", ...} -> x0_hat [B, C, T, H, W]."""
@@ -59,6 +65,9 @@ class EDMDenoiser(nn.Module):
         sigma = sigma.float().expand(x_noisy.shape[0]) if sigma.ndim == 0 else sigma.float()
         c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma, self.sigma_data)
         x32 = x_noisy.float()
+        prior = cond.get("context") if self.context_residual else None
+        if prior is not None:
+            x32 = x32 - prior.float()
         net_out = self.net(
             (append_dims(c_in, x32.ndim) * x32).to(x_noisy.dtype),
             c_noise,
@@ -69,7 +78,8 @@ class EDMDenoiser(nn.Module):
             # Only models with reference frames (backbone.reference_images) take them.
             **{key: cond[key] for key in ("references", "reference_mask") if key in cond},
         )
-        return append_dims(c_skip, x32.ndim) * x32 + append_dims(c_out, x32.ndim) * net_out.float()
+        denoised = append_dims(c_skip, x32.ndim) * x32 + append_dims(c_out, x32.ndim) * net_out.float()
+        return denoised if prior is None else denoised + prior.float()
 
 
 def sample_training_sigmas(

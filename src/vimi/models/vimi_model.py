@@ -43,7 +43,9 @@ class VimiModel(nn.Module):
         self.autoencoder.requires_grad_(False)
         self.backbone = VideoDiT(cfg.model.backbone, self.autoencoder.latent_channels, self.encoder.out_dim)
         # Not registered as a submodule: its only weights are the backbone's, which stay under "backbone.*".
-        self.__dict__["denoiser"] = EDMDenoiser(self.backbone, cfg.diffusion.sigma_data)
+        self.__dict__["denoiser"] = EDMDenoiser(
+            self.backbone, cfg.diffusion.sigma_data, cfg.diffusion.context_residual
+        )
 
     def condition(
         self,
