@@ -57,3 +57,20 @@ def test_stages_and_baseline_differ_only_where_they_should():
     assert textonly.train.text_only and not pretrain.train.text_only
     gpu = load_config(CONFIGS / "groundedworld-gpu-pretrain.yaml")
     assert gpu.train.precision == "bf16" and (gpu.data.num_frames, gpu.data.height) == (16, 64)
+
+
+def test_shippable_gpu_recipe_continues_the_shipped_model():
+    """groundedworld-s-gpu-instruct (tools/gpu_slot.sh) trains the shipped model on the CPU recipe's data and noise:
+    only batch, precision and learning-rate schedule change, so its checkpoints ship in place of the CPU ones."""
+    from vimi.pipeline import VimiPipeline
+
+    gpu = load_config(CONFIGS / "groundedworld-s-gpu-instruct.yaml")
+    cpu = load_config(CONFIGS / "groundedworld-cpu-instruct.yaml")
+    shipped = VimiPipeline.from_pretrained(CONFIGS.parent / gpu.train.init_from).cfg
+    assert gpu.model == cpu.model == shipped.model
+    assert gpu.diffusion == cpu.diffusion and gpu.sample == cpu.sample
+    assert (gpu.train.tasks, gpu.train.subject_name_prob) == (cpu.train.tasks, cpu.train.subject_name_prob)
+    assert (gpu.data.num_frames, gpu.data.height, gpu.data.width) == (8, 32, 32)
+    assert gpu.train.precision == "bf16" and gpu.train.batch_size == 16 * cpu.train.batch_size
+    # tools/gpu_slot.sh scores model and baseline at a checkpoint step both runs hold
+    assert gpu.train.keep_last * gpu.train.ckpt_every >= 2000
