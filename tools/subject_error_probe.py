@@ -1,0 +1,67 @@
+"""Denoising error inside the subjects' boxes vs outside, by noise level, on a world's subject prompts.
+
+    python tools/subject_error_probe.py CHECKPOINT --world outputs/world-train --split train --n 64 [--weights raw]
+
+The same first-N subject prompts `vimi eval grounding --task subject` scores, their exact ground-truth videos,
+one noise draw per level. Beside each level it prints the error of the clip's temporal-median frame inside the
+boxes (a denoiser that knows the scene but not the subject scores about that): a model that draws the subject
+scores well under it. MODEL_CARD.md's memorisation trial (session 8) was measured with this.
+"""
+
+import argparse
+
+import numpy as np
+import torch
+
+from vimi.data.world.loader import load_world
+from vimi.eval.bench import build_items
+from vimi.pipeline import VimiPipeline
+
+SIGMAS = (40.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2)
+
+
+def box_mask(boxes: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """[K, T, 4] boxes (x0, y0, x1, y1, pixels) -> bool [T, H, W], True inside any subject's box."""
+    mask = np.zeros(shape, bool)
+    for k in range(boxes.shape[0]):
+        for t in range(shape[0]):
+            x0, y0, x1, y1 = boxes[k, t]
+            mask[t, max(0, int(y0)) : int(np.ceil(y1)), max(0, int(x0)) : int(np.ceil(x1))] = True
+    return mask
+
+
+@torch.no_grad()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--world", required=True)
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--weights", choices=["ema", "raw"], default="ema")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    world = load_world(args.world)
+    items = build_items(world, "subject", args.split, args.n)
+    videos, masks = [], []
+    for item in items:
+        frames = world.render_ground_truth(item.record)  # [T, H, W, 3] uint8
+        videos.append(torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1)  # -> [C, T, H, W]
+        masks.append(torch.from_numpy(box_mask(item.record.boxes, frames.shape[:3])))
+    x0 = torch.stack(videos)  # [B, C, T, H, W]
+    inside = torch.stack(masks)[:, None].expand_as(x0)
+    median = x0.median(dim=2, keepdim=True).values.expand_as(x0)  # the still scene, subject mostly gone
+    floor = float(((median - x0) ** 2)[inside].mean())
+    model = VimiPipeline.from_pretrained(args.checkpoint, device="cpu", weights=args.weights).model.eval()
+    cond = model.condition([item.prompt for item in items], None, None, size=tuple(x0.shape[-2:]))
+    generator = torch.Generator().manual_seed(args.seed)
+    print(f"{args.checkpoint} ({args.weights}): {len(items)} subject prompts of {args.world} ({args.split})")
+    print(f"{'sigma':>7}  {'in boxes':>9}  {'outside':>8}  {'median frame in boxes':>22}")
+    for sigma in SIGMAS:
+        noise = torch.randn(x0.shape, generator=generator)
+        denoised = model.denoiser(x0 + sigma * noise, torch.full((len(items),), sigma), cond)
+        error = (denoised - x0) ** 2
+        print(f"{sigma:>7g}  {error[inside].mean():>9.4f}  {error[~inside].mean():>8.4f}  {floor:>22.4f}")
+
+
+if __name__ == "__main__":
+    main()
