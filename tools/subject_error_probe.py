@@ -21,12 +21,11 @@ SIGMAS = (40.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2)
 
 
 def box_mask(boxes: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """[K, T, 4] boxes (x0, y0, x1, y1, pixels) -> bool [T, H, W], True inside any subject's box."""
+    """[K, T, 4] integer boxes (x0, y0, x1, y1; x1/y1 exclusive, zeros when invisible) -> bool [T, H, W]."""
     mask = np.zeros(shape, bool)
-    for k in range(boxes.shape[0]):
-        for t in range(shape[0]):
-            x0, y0, x1, y1 = boxes[k, t]
-            mask[t, max(0, int(y0)) : int(np.ceil(y1)), max(0, int(x0)) : int(np.ceil(x1))] = True
+    for k, t in np.ndindex(*boxes.shape[:2]):
+        x0, y0, x1, y1 = boxes[k, t]
+        mask[t, y0:y1, x0:x1] = True
     return mask
 
 
