@@ -1,11 +1,14 @@
 """Denoising error inside the subjects' boxes vs outside, by noise level, on a world's subject prompts.
 
-    python tools/subject_error_probe.py CHECKPOINT --world outputs/world-train --split train --n 64 [--weights raw]
+    python tools/subject_error_probe.py CHECKPOINT --world outputs/world-train --split train --n 64 [--weights raw] \
+        [--swap-images]
 
 The same first-N subject prompts `vimi eval grounding --task subject` scores, their exact ground-truth videos,
 one noise draw per level. Beside each level it prints the error of the clip's temporal-median frame inside the
 boxes (a denoiser that knows the scene but not the subject scores about that): a model that draws the subject
-scores well under it. MODEL_CARD.md's memorisation trial (session 8) was measured with this.
+scores well under it. With --swap-images it also prints the error in the boxes when every prompt keeps its
+text but gets another prompt's images (same noise), and its relative rise with a paired bootstrap interval
+over prompts: the rise is what the images tell the model about its subject. MODEL_CARD.md's memorisation trials (sessions 8 and 9) were measured with this.
 """
 
 import argparse
@@ -15,6 +18,7 @@ import torch
 
 from vimi.data.world.loader import load_world
 from vimi.eval.bench import build_items
+from vimi.eval.sensitivity import gain_interval, relative_gain, swap_images
 from vimi.pipeline import VimiPipeline
 
 SIGMAS = (40.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2)
@@ -38,6 +42,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--weights", choices=["ema", "raw"], default="ema")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--swap-images", action="store_true", help="also score with other prompts' images")
     args = parser.parse_args()
     world = load_world(args.world)
     items = build_items(world, "subject", args.split, args.n)
@@ -51,15 +56,33 @@ def main() -> None:
     median = x0.median(dim=2, keepdim=True).values.expand_as(x0)  # the still scene, subject mostly gone
     floor = float(((median - x0) ** 2)[inside].mean())
     model = VimiPipeline.from_pretrained(args.checkpoint, device="cpu", weights=args.weights).model.eval()
-    cond = model.condition([item.prompt for item in items], None, None, size=tuple(x0.shape[-2:]))
+    prompts = [item.prompt for item in items]
+    cond = model.condition(prompts, None, None, size=tuple(x0.shape[-2:]))
+    swapped = (
+        model.condition(swap_images(prompts), None, None, size=tuple(x0.shape[-2:]))
+        if args.swap_images
+        else None
+    )
     generator = torch.Generator().manual_seed(args.seed)
     print(f"{args.checkpoint} ({args.weights}): {len(items)} subject prompts of {args.world} ({args.split})")
-    print(f"{'sigma':>7}  {'in boxes':>9}  {'outside':>8}  {'median frame in boxes':>22}")
+    swap_header = (
+        f"  {'in boxes, swapped images':>24}  {'rise [95% interval]':>24}" if swapped is not None else ""
+    )
+    print(f"{'sigma':>7}  {'in boxes':>9}  {'outside':>8}  {'median frame in boxes':>22}{swap_header}")
     for sigma in SIGMAS:
         noise = torch.randn(x0.shape, generator=generator)
         denoised = model.denoiser(x0 + sigma * noise, torch.full((len(items),), sigma), cond)
         error = (denoised - x0) ** 2
-        print(f"{sigma:>7g}  {error[inside].mean():>9.4f}  {error[~inside].mean():>8.4f}  {floor:>22.4f}")
+        line = f"{sigma:>7g}  {error[inside].mean():>9.4f}  {error[~inside].mean():>8.4f}  {floor:>22.4f}"
+        if swapped is not None:
+            wrong = (model.denoiser(x0 + sigma * noise, torch.full((len(items),), sigma), swapped) - x0) ** 2
+            # Per-sample sums in the boxes (the same boxes either way), so the ratio of their means is the
+            # ratio of the pooled errors, and the bootstrap resamples prompts.
+            right_sums, wrong_sums = (e.where(inside, 0).flatten(1).sum(1).numpy() for e in (error, wrong))
+            low, high = gain_interval(right_sums, wrong_sums)
+            rise = relative_gain(right_sums.mean(), wrong_sums.mean())
+            line += f"  {wrong[inside].mean():>24.4f}  {rise:>+8.2%} [{low:+.2%}, {high:+.2%}]"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -204,6 +204,16 @@ class BackboneConfig:
     own patch embedding (in the given-frame channels), so that video tokens read a subject's appearance
     in the video's own representation at every layer. 0: images reach the backbone only as encoder tokens.
     Needs context_frames; costs N x (tokens of one latent frame group) more sequence."""
+    image_thumbnail: int = 0
+    """A global image pathway beside the encoder's tokens (as SD3 and Flux add a pooled vector to the timestep
+    embedding): the mean of a prompt's images, each fitted to N x N pixels, goes through a zero-initialised
+    MLP into the adaLN condition of every block, so that every video token is modulated by the prompted
+    subject's colours from the first step. 0: none (images reach the backbone only as tokens)."""
+    long_skips: bool = False
+    """U-ViT's long skip connections (Bao et al. 2023): block depth-1-i also reads block i's input through a
+    zero-initialised linear map, so the early, pixel-near features reach the late blocks directly, which
+    U-ViT found to matter most for pixel-space diffusion. Zero at initialisation: a checkpoint without them
+    grows into them (train.init_from) unchanged."""
     full_attention_every: int = 2
     """Blocks 0, k, 2k, ... attend over the whole video; the others within each frame only (spatial,
     1/T of the attention cost), the interleaved space/space-time design of Latte and STDiT. 1: full 3D
@@ -309,6 +319,10 @@ class TrainConfig:
     """Video prediction: how many first frames are given (in the prompt and as context)."""
     subject_name_prob: float = 0.5
     """Subject task: probability of "<name> <image>" for a subject; otherwise the "A <image>" template."""
+    subject_reference_prob: float = 0.0
+    """Subject task on GroundedWorld: probability that a subject's image is its reference image (plain
+    backdrop, centred, as `vimi eval grounding` prompts with, and as a detector's padded crop is on real
+    data); otherwise one of all its memory images (reference or in a scene, at any size and place)."""
     fsdp_auto_params: int = 500_000_000
     """parallel=auto shards with FSDP2 above this many parameters, else uses DDP."""
     progress: bool = True

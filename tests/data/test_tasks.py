@@ -8,7 +8,7 @@ import torch
 
 from vimi.config import RetrievalConfig, VimiConfig, WorldConfig
 from vimi.data.tasks import build_task_dataset, collate_samples, drop_condition
-from vimi.errors import DataError
+from vimi.errors import ConfigError, DataError
 from vimi.prompt import INSTRUCTIONS, MultimodalPrompt, parse_prompt
 
 
@@ -75,6 +75,25 @@ def test_subject_images_are_memory_images_of_the_named_subjects(world):
         for word in re.findall(r"(\w+) ?<image>", prompt.placeholder_text):
             seen_forms.add("template" if word.lower() in ("a", "an") else "name")
     assert len(seen_forms) == 2  # both "<name> <image>" and the "A <image>" template occur
+
+
+def test_subject_reference_prob_picks_the_reference_images_that_evaluation_prompts_with(world):
+    from vimi.data.world.loader import load_world
+
+    loaded = load_world(world / "world")
+    references = {str(loaded.reference_image(s.id).resolve()) for s in loaded.subjects_in("train")}
+
+    def images(prob: float) -> list[str]:
+        cfg = config(world, subject=1)
+        cfg.train.subject_reference_prob = prob
+        dataset = build_task_dataset(cfg)
+        return [str(Path(i.path).resolve()) for n in range(40) for i in dataset.sample(n).prompt.images]
+
+    assert set(images(1.0)) <= references
+    mixed = images(0.0)  # any of a subject's images: mostly one in a scene
+    assert any(image not in references for image in mixed) and any(image in references for image in mixed)
+    with pytest.raises(ConfigError, match=r"train\.subject_reference_prob"):
+        images(1.5)
 
 
 def test_predict_gives_first_frame_in_prompt_and_as_context(world):

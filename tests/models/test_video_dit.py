@@ -203,6 +203,41 @@ def test_joint_checkpoint_grows_into_joint_plus_cross_unchanged():
     assert VideoDiT(BackboneConfig(condition="cross"), 3, COND_DIM).added_module_prefixes() == ()
 
 
+def test_image_thumbnails_grow_unchanged_and_are_required_once_built():
+    plain = VideoDiT(BackboneConfig(), 3, COND_DIM).eval()
+    randomize_output_layer(plain)
+    grown = VideoDiT(BackboneConfig(image_thumbnail=2), 3, COND_DIM).eval()
+    missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(key.startswith(grown.added_module_prefixes()) for key in missing)
+    x, c_noise, tokens, mask = make_inputs()
+    thumbnails = torch.randn(2, 3 * 2 * 2 + 1)
+    torch.testing.assert_close(
+        grown(x, c_noise, tokens, mask, thumbnails=thumbnails), plain(x, c_noise, tokens, mask)
+    )
+    with pytest.raises(ValueError, match="thumbnails"):
+        grown(x, c_noise, tokens, mask)
+    with pytest.raises(ConfigError, match="image_thumbnail=-1"):
+        VideoDiT(BackboneConfig(image_thumbnail=-1), 3, COND_DIM)
+
+
+@pytest.mark.parametrize("depth", [5, 6])
+def test_long_skips_grow_unchanged_then_carry_the_early_features(depth):
+    plain = VideoDiT(BackboneConfig(depth=depth), 3, COND_DIM).eval()
+    randomize_output_layer(plain)
+    grown = VideoDiT(BackboneConfig(depth=depth, long_skips=True), 3, COND_DIM).eval()
+    missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and len(missing) == 2 * (depth // 2)  # a weight and a bias per skip
+    assert all(key.startswith(grown.added_module_prefixes()) for key in missing)
+    x, c_noise, tokens, mask = make_inputs()
+    torch.testing.assert_close(grown(x, c_noise, tokens, mask), plain(x, c_noise, tokens, mask))
+    # Zero at initialisation, yet trainable: the loss reaches every skip, and a trained one changes the output.
+    grown(x, c_noise, tokens, mask).square().mean().backward()
+    assert all(skip.weight.grad.abs().sum() > 0 for skip in grown.skips)
+    with torch.no_grad():
+        grown.skips[0].weight.normal_(0, 0.05)
+    assert not torch.allclose(grown(x, c_noise, tokens, mask), plain(x, c_noise, tokens, mask), atol=1e-4)
+
+
 def test_frame_local_attention_equals_attending_each_frame_alone():
     from vimi.models.attention import SelfAttention
     from vimi.models.rope import rope_3d_tables

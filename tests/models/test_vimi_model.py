@@ -88,3 +88,37 @@ def test_context_residual_predicts_the_held_frame_at_high_noise_before_training(
             assert error_to_held < 0.01
         else:  # ...the plain one's is nothing at all (c_skip x, about zero).
             assert denoised.abs().mean() < 0.01 and error_to_held > 0.3
+
+
+def test_image_thumbnail_pathway_averages_the_prompt_images_and_modulates_the_video() -> None:
+    from vimi.prompt import Image
+
+    overrides = ["model.backbone.hidden=32", "model.backbone.depth=1", "model.backbone.heads=2",
+                 "model.backbone.image_thumbnail=4"]  # fmt: skip
+    model = build_model(load_config(None, overrides))
+    red, blue = torch.zeros(3, 8, 8), torch.zeros(3, 8, 8)
+    red[0], blue[2] = 1.0, 1.0
+    prompts = [MultimodalPrompt(["a ", Image(red), " and a ", Image(blue)]), MultimodalPrompt(["a cat"])]
+    thumbnails = model.condition(prompts)["thumbnails"]  # [B, 3*4*4 + 1]
+    assert thumbnails.shape == (2, 49)
+    pixels = thumbnails[0, :-1].reshape(3, 4, 4)
+    torch.testing.assert_close(pixels.mean(dim=(1, 2)), torch.tensor([0.5, 0.0, 0.5]))  # the mean image
+    assert thumbnails[:, -1].tolist() == [1.0, 0.0] and thumbnails[1].abs().sum() == 0  # no image: zeros
+    # Zero-initialised (a checkpoint grows into it unchanged), yet it learns: the loss reaches it, and once
+    # trained the output depends on the image's colours.
+    videos = torch.rand(2, 3, 4, 16, 16) * 2 - 1
+    with torch.no_grad():
+        for name, param in model.backbone.named_parameters():
+            if "adaLN" in name or "final_layer" in name:
+                param.normal_(0, 0.05)
+    model.loss(videos, prompts).backward()
+    assert model.backbone.thumbnail_embed[-1].weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        model.backbone.thumbnail_embed[-1].weight.normal_(0, 0.5)
+        noisy, sigma = videos + torch.randn_like(videos), torch.ones(2)
+        green = torch.zeros(3, 8, 8)
+        green[1] = 1.0
+        recoloured = [MultimodalPrompt(["a ", Image(green), " and a ", Image(blue)]), prompts[1]]
+        first = model.denoiser(noisy, sigma, model.condition(prompts))
+        second = model.denoiser(noisy, sigma, model.condition(recoloured))
+    assert not torch.allclose(first[0], second[0], atol=1e-4) and torch.equal(first[1], second[1])

@@ -27,7 +27,7 @@ from vimi.config import DataConfig, VimiConfig
 from vimi.data.image_io import from_uint8
 from vimi.data.manifest import ManifestRows, iter_records, manifest_root, require_columns
 from vimi.data.video_io import clip_indices, decode_frames, probe_video, read_video
-from vimi.errors import DataError, MediaError, PromptError
+from vimi.errors import ConfigError, DataError, MediaError, PromptError
 from vimi.prompt import INSTRUCTIONS, Image, MultimodalPrompt, Text, apply_template, parse_prompt
 
 
@@ -191,15 +191,21 @@ class SubjectTask(CaptionTask):
     """
 
     def __init__(
-        self, rows: ManifestRows, clips: VideoClips, subject_images: dict[str, list[str]], memory_root: Path
+        self,
+        rows: ManifestRows,
+        clips: VideoClips,
+        subject_images: dict[str, list[str]],
+        memory_root: Path,
+        references: dict[str, str] | None = None,
     ):
         super().__init__(rows, clips)
         self.subject_images = subject_images
+        self.references = references or {}  # subject id -> its reference image (GroundedWorld)
         self.memory_root = memory_root
 
     def make(self, i: int, rng: random.Random, cfg: VimiConfig):
         row = self.rows[i]
-        names, images = self._subjects(row, rng)
+        names, images = self._subjects(row, rng, cfg.train.subject_reference_prob)
         caption = row["caption"].strip()
         picked: list[str] = []
         # Replace names in the order they occur in the caption, so images fill the <image> slots in order.
@@ -221,7 +227,7 @@ class SubjectTask(CaptionTask):
         prompt = parse_prompt(text, images=picked, task="subject", check_files=False)
         return apply_template("subject", prompt), self.clips.clip(row["video"], rng), None, None
 
-    def _subjects(self, row: dict, rng: random.Random) -> tuple[list[str], list[str]]:
+    def _subjects(self, row: dict, rng: random.Random, reference_prob: float) -> tuple[list[str], list[str]]:
         if row.get("subject_images"):  # real data: crops prepared offline, one per name
             return list(row["subject_names"]), [str(self.clips.path(p)) for p in row["subject_images"]]
         ids = list(row.get("subjects") or [])
@@ -229,7 +235,13 @@ class SubjectTask(CaptionTask):
             row.get("subject_names") or ids
         )  # GroundedWorld: ids key the memory, names are in the caption
         pairs = [(name, sid) for name, sid in zip(names, ids) if sid in self.subject_images]
-        images = [str(self.memory_root / rng.choice(self.subject_images[sid])) for _, sid in pairs]
+        images = []
+        for _, sid in pairs:
+            # (reference_prob 0 draws the same random numbers as before the option existed)
+            if reference_prob > 0 and sid in self.references and rng.random() < reference_prob:
+                images.append(str(self.memory_root / self.references[sid]))
+            else:
+                images.append(str(self.memory_root / rng.choice(self.subject_images[sid])))
         return [name for name, _ in pairs], images
 
 
@@ -356,6 +368,10 @@ def build_task_dataset(cfg: VimiConfig) -> TaskMixture:
 
 def _subject_task(cfg: VimiConfig, rows: ManifestRows, clips: VideoClips) -> SubjectTask:
     """GroundedWorld: subject images from WORLD/memory; real data: the rows' own subject crops."""
+    if not 0.0 <= cfg.train.subject_reference_prob <= 1.0:
+        raise ConfigError(
+            f"train.subject_reference_prob must be in [0, 1], got {cfg.train.subject_reference_prob}"
+        )
     if "subject_images" in rows.columns:
         return SubjectTask(rows, clips, {}, clips.root)
     memory_path = Path(cfg.data.world_dir) / "memory"
@@ -364,16 +380,19 @@ def _subject_task(cfg: VimiConfig, rows: ManifestRows, clips: VideoClips) -> Sub
             f"task subject needs subject images: {memory_path} (GroundedWorld memory) does not exist and the "
             "video manifest has no subject_images column; build the world or set train.tasks.subject=0"
         )
-    require_columns(memory_path, "memory", ("image", "kind", "subject"))
+    require_columns(memory_path, "memory", ("image", "kind", "subject", "scene"))
     subject_images: dict[str, list[str]] = {}
-    for row in iter_records(memory_path, columns=["image", "kind", "subject"]):
+    references: dict[str, str] = {}  # the image of a subject on the plain backdrop (no scene)
+    for row in iter_records(memory_path, columns=["image", "kind", "subject", "scene"]):
         if row["kind"] == "subject" and row["subject"]:
             subject_images.setdefault(row["subject"], []).append(row["image"])
+            if row["scene"] is None:
+                references.setdefault(row["subject"], row["image"])
     if "subjects" not in rows.columns:
         raise DataError(
             "task subject: the video manifest has no `subjects` column naming each video's subjects"
         )
-    return SubjectTask(rows, clips, subject_images, manifest_root(memory_path))
+    return SubjectTask(rows, clips, subject_images, manifest_root(memory_path), references)
 
 
 def _existing(path: str, key: str) -> str:

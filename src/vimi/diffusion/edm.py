@@ -75,8 +75,8 @@ class EDMDenoiser(nn.Module):
             cond["mask"],
             context=cond.get("context"),
             context_mask=cond.get("context_mask"),
-            # Only models with reference frames (backbone.reference_images) take them.
-            **{key: cond[key] for key in ("references", "reference_mask") if key in cond},
+            # Only models built with them take these (backbone.reference_images, backbone.image_thumbnail).
+            **{key: cond[key] for key in ("references", "reference_mask", "thumbnails") if key in cond},
         )
         denoised = append_dims(c_skip, x32.ndim) * x32 + append_dims(c_out, x32.ndim) * net_out.float()
         return denoised if prior is None else denoised + prior.float()

@@ -61,6 +61,8 @@ def resolve_backbone_size(cfg: BackboneConfig) -> BackboneSize:
         raise ConfigError(f"model.backbone: hidden={size.hidden} is not divisible by heads={size.heads}")
     if cfg.reference_images < 0:
         raise ConfigError(f"model.backbone.reference_images={cfg.reference_images} must be >= 0 (0: none)")
+    if cfg.image_thumbnail < 0:
+        raise ConfigError(f"model.backbone.image_thumbnail={cfg.image_thumbnail} must be >= 0 (0: none)")
     if cfg.reference_images and not cfg.context_frames:
         raise ConfigError(
             "model.backbone.reference_images needs context_frames=true: references enter as given frames"
@@ -180,6 +182,13 @@ class VideoDiT(nn.Module):
             # Tells reference frames from given video frames (both arrive in the context channels).
             self.reference_embed = nn.Parameter(torch.zeros(size.hidden))
         self.time_embed = TimestepEmbedder(size.hidden)
+        if cfg.image_thumbnail:
+            # The mean prompt image's pixels and whether the prompt has any image -> an adaLN offset.
+            self.thumbnail_embed = nn.Sequential(
+                nn.Linear(3 * cfg.image_thumbnail**2 + 1, size.hidden),
+                nn.SiLU(),
+                nn.Linear(size.hidden, size.hidden),
+            )
         self.cond_embed = nn.Sequential(
             nn.LayerNorm(cond_dim),  # condition tokens (e.g. LLM hidden states) can have large magnitudes
             nn.Linear(cond_dim, size.hidden),
@@ -202,6 +211,12 @@ class VideoDiT(nn.Module):
                 )
                 for index in range(size.depth)
             ]
+        )
+        # U-ViT long skips: block depth-1-i reads block i's input (for i < depth // 2).
+        self.skips = (
+            nn.ModuleList(nn.Linear(size.hidden, size.hidden) for _ in range(size.depth // 2))
+            if cfg.long_skips
+            else None
         )
         self.final_layer = FinalLayer(size.hidden, in_channels * patch_volume)
         self.activation_checkpointing = cfg.activation_checkpointing
@@ -230,6 +245,12 @@ class VideoDiT(nn.Module):
             if block.joint and block.cross:
                 nn.init.zeros_(block.cross_attn.proj.weight)
                 nn.init.zeros_(block.cross_attn.proj.bias)
+        if self.cfg.image_thumbnail:
+            nn.init.zeros_(self.thumbnail_embed[-1].weight)
+            nn.init.zeros_(self.thumbnail_embed[-1].bias)
+        for skip in self.skips or ():
+            nn.init.zeros_(skip.weight)
+            nn.init.zeros_(skip.bias)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
         nn.init.zeros_(self.final_layer.linear.weight)
@@ -237,16 +258,22 @@ class VideoDiT(nn.Module):
 
     def added_module_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes (under the backbone) of what a checkpoint without them may leave at its
-        initial value: the cross-attention of joint+cross (computes nothing at initialisation, so the model
-        is the checkpoint's exactly) and the reference-frame embedding (zero: references then enter as
-        given frames do, which a checkpoint trained on video prediction already reads)."""
+        initial value: the cross-attention of joint+cross, the long skips and the thumbnail embedding (all
+        compute nothing at initialisation, so the model is the checkpoint's exactly) and the reference-frame
+        embedding (zero: references then enter as given frames do, which a checkpoint trained on video
+        prediction already reads)."""
         cross = tuple(
             f"blocks.{i}.{name}."
             for i, block in enumerate(self.blocks)
             if block.joint and block.cross
             for name in ("norm2", "cross_attn")
         )
-        return cross + (("reference_embed",) if self.cfg.reference_images else ())
+        return (
+            cross
+            + (("reference_embed",) if self.cfg.reference_images else ())
+            + (("skips.",) if self.cfg.long_skips else ())
+            + (("thumbnail_embed.",) if self.cfg.image_thumbnail else ())
+        )
 
     def _check_input(self, x: torch.Tensor) -> tuple[int, int, int]:
         if x.ndim != 5 or x.shape[1] != self.in_channels:
@@ -315,11 +342,13 @@ class VideoDiT(nn.Module):
         context_mask: torch.Tensor | None = None,
         references: torch.Tensor | None = None,
         reference_mask: torch.Tensor | None = None,
+        thumbnails: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x [B, C, T, H, W], c_noise [B], tokens [B, Lc, cond_dim], mask [B, Lc] -> [B, C, T, H, W].
 
         references [B, N, C, patch_t, H, W]: clean still clips (reference_images > 0), reference_mask [B, N]
-        which of them are real (None: all).
+        which of them are real (None: all). thumbnails [B, 3*N*N + 1]: the mean prompt image at N x N and a
+        has-image flag (image_thumbnail = N > 0).
         """
         t, h, w = self._check_input(x)
         video_tokens = t * h * w
@@ -361,10 +390,19 @@ class VideoDiT(nn.Module):
             rope = self._rope((frames, h, w), x.device)
 
         c = self.time_embed(c_noise)  # [B, D]
+        if self.cfg.image_thumbnail:
+            if thumbnails is None:
+                raise ValueError("VideoDiT was built with image_thumbnail > 0 but received no `thumbnails`")
+            c = c + self.thumbnail_embed(thumbnails.to(c.dtype))
         cond = self.cond_embed(tokens.to(hidden.dtype))  # [B, Lc, cond_dim] -> [B, Lc, D]
         masks = self._condition_masks(mask.bool(), hidden)._replace(sequence=sequence_mask)
 
-        for block in self.blocks:
+        depth, block_inputs = len(self.blocks), []
+        for index, block in enumerate(self.blocks):
+            if self.skips is not None:
+                block_inputs.append(hidden)
+                if (source := depth - 1 - index) < index:  # the second half reads the first half's inputs
+                    hidden = hidden + self.skips[source](block_inputs[source])
             if self.activation_checkpointing and torch.is_grad_enabled():
                 hidden = checkpoint(block, hidden, c, cond, masks, rope, frames, use_reentrant=False)
             else:

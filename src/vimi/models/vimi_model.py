@@ -64,6 +64,8 @@ class VimiModel(nn.Module):
             if size is None:
                 raise ValueError("condition: reference images need the video `size` (H, W)")
             cond["references"], cond["reference_mask"] = self.reference_clips(prompts, size, tokens.device)
+        if self.cfg.model.backbone.image_thumbnail:
+            cond["thumbnails"] = self.thumbnails(prompts, tokens.device)
         if context is not None:
             if context_mask is None:
                 raise ValueError("condition: `context` frames need a `context_mask` [B, 1, T, H, W]")
@@ -78,6 +80,20 @@ class VimiModel(nn.Module):
             cond["context"] = context
             cond["context_mask"] = latent_mask  # [B, 1, T', H', W']
         return cond
+
+    @torch.no_grad()
+    def thumbnails(self, prompts: list[MultimodalPrompt], device: torch.device) -> torch.Tensor:
+        """Each prompt's images fitted to N x N and averaged, flattened, with a has-image flag: [B, 3*N*N + 1]
+        (zeros and flag 0 for a prompt without images)."""
+        side = self.cfg.model.backbone.image_thumbnail
+        rows = []
+        for prompt in prompts:
+            if prompt.images:
+                pixels = torch.stack([fit_image(image.load(), side, side) for image in prompt.images]).mean(0)
+                rows.append(torch.cat([pixels.flatten(), torch.ones(1)]))
+            else:
+                rows.append(torch.zeros(3 * side * side + 1))
+        return torch.stack(rows).to(device)
 
     @torch.no_grad()
     def reference_clips(
