@@ -69,7 +69,8 @@ def test_shippable_gpu_recipe_continues_the_shipped_model():
     shipped = VimiPipeline.from_pretrained(CONFIGS.parent / gpu.train.init_from).cfg
     assert gpu.model == cpu.model == shipped.model
     assert gpu.diffusion == cpu.diffusion and gpu.sample == cpu.sample
-    assert (gpu.train.tasks, gpu.train.subject_name_prob) == (cpu.train.tasks, cpu.train.subject_name_prob)
+    for key in ("tasks", "subject_name_prob", "subject_reference_prob"):
+        assert getattr(gpu.train, key) == getattr(cpu.train, key), key
     assert (gpu.data.num_frames, gpu.data.height, gpu.data.width) == (8, 32, 32)
     assert gpu.train.precision == "bf16" and gpu.train.batch_size == 16 * cpu.train.batch_size
     # tools/gpu_slot.sh scores model and baseline at a checkpoint step both runs hold
