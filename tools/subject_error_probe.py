@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from vimi.data.world.loader import load_world
+from vimi.errors import VimiError
 from vimi.eval.bench import build_items
 from vimi.eval.sensitivity import gain_interval, relative_gain, swap_images
 from vimi.pipeline import VimiPipeline
@@ -86,4 +87,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except VimiError as err:  # a wrong checkpoint, world or split: the message names it
+        raise SystemExit(f"error: {err}") from None
