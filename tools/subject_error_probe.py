@@ -16,6 +16,7 @@ import argparse
 import numpy as np
 import torch
 
+from vimi.data.image_io import from_uint8
 from vimi.data.world.loader import load_world
 from vimi.errors import VimiError
 from vimi.eval.bench import build_items
@@ -50,20 +51,16 @@ def main() -> None:
     videos, masks = [], []
     for item in items:
         frames = world.render_ground_truth(item.record)  # [T, H, W, 3] uint8
-        videos.append(torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1)  # -> [C, T, H, W]
+        videos.append(from_uint8(frames))  # -> [C, T, H, W] in [-1, 1]
         masks.append(torch.from_numpy(box_mask(item.record.boxes, frames.shape[:3])))
     x0 = torch.stack(videos)  # [B, C, T, H, W]
     inside = torch.stack(masks)[:, None].expand_as(x0)
     median = x0.median(dim=2, keepdim=True).values.expand_as(x0)  # the still scene, subject mostly gone
     floor = float(((median - x0) ** 2)[inside].mean())
     model = VimiPipeline.from_pretrained(args.checkpoint, device="cpu", weights=args.weights).model.eval()
-    prompts = [item.prompt for item in items]
-    cond = model.condition(prompts, None, None, size=tuple(x0.shape[-2:]))
-    swapped = (
-        model.condition(swap_images(prompts), None, None, size=tuple(x0.shape[-2:]))
-        if args.swap_images
-        else None
-    )
+    prompts, size = [item.prompt for item in items], tuple(x0.shape[-2:])
+    cond = model.condition(prompts, size=size)
+    swapped = model.condition(swap_images(prompts), size=size) if args.swap_images else None
     generator = torch.Generator().manual_seed(args.seed)
     print(f"{args.checkpoint} ({args.weights}): {len(items)} subject prompts of {args.world} ({args.split})")
     swap_header = (
@@ -71,12 +68,12 @@ def main() -> None:
     )
     print(f"{'sigma':>7}  {'in boxes':>9}  {'outside':>8}  {'median frame in boxes':>22}{swap_header}")
     for sigma in SIGMAS:
-        noise = torch.randn(x0.shape, generator=generator)
-        denoised = model.denoiser(x0 + sigma * noise, torch.full((len(items),), sigma), cond)
-        error = (denoised - x0) ** 2
+        noisy = x0 + sigma * torch.randn(x0.shape, generator=generator)
+        sigmas = torch.full((len(items),), sigma)
+        error = (model.denoiser(noisy, sigmas, cond) - x0) ** 2
         line = f"{sigma:>7g}  {error[inside].mean():>9.4f}  {error[~inside].mean():>8.4f}  {floor:>22.4f}"
         if swapped is not None:
-            wrong = (model.denoiser(x0 + sigma * noise, torch.full((len(items),), sigma), swapped) - x0) ** 2
+            wrong = (model.denoiser(noisy, sigmas, swapped) - x0) ** 2
             # Per-sample sums in the boxes (the same boxes either way), so the ratio of their means is the
             # ratio of the pooled errors, and the bootstrap resamples prompts.
             right_sums, wrong_sums = (e.where(inside, 0).flatten(1).sum(1).numpy() for e in (error, wrong))

@@ -397,12 +397,13 @@ class VideoDiT(nn.Module):
         cond = self.cond_embed(tokens.to(hidden.dtype))  # [B, Lc, cond_dim] -> [B, Lc, D]
         masks = self._condition_masks(mask.bool(), hidden)._replace(sequence=sequence_mask)
 
-        depth, block_inputs = len(self.blocks), []
+        depth, first_half_inputs = len(self.blocks), []  # the latter for the long skips
         for index, block in enumerate(self.blocks):
             if self.skips is not None:
-                block_inputs.append(hidden)
-                if (source := depth - 1 - index) < index:  # the second half reads the first half's inputs
-                    hidden = hidden + self.skips[source](block_inputs[source])
+                if index < len(self.skips):
+                    first_half_inputs.append(hidden)
+                elif (source := depth - 1 - index) < len(self.skips):  # block depth-1-i reads block i's input
+                    hidden = hidden + self.skips[source](first_half_inputs[source])
             if self.activation_checkpointing and torch.is_grad_enabled():
                 hidden = checkpoint(block, hidden, c, cond, masks, rope, frames, use_reentrant=False)
             else:
