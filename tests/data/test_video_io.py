@@ -1,12 +1,13 @@
 import os
 import random
 
+import av
 import numpy as np
 import pytest
 import torch
 
 from vimi.data.image_io import to_uint8
-from vimi.data.video_io import clip_indices, probe_video, read_video, write_gif, write_mp4
+from vimi.data.video_io import clip_indices, decode_frames, probe_video, read_video, write_gif, write_mp4
 from vimi.errors import MediaError
 
 
@@ -38,6 +39,16 @@ def test_read_real_clip_shape_range_and_crop(real_clip):
     assert video.shape == (3, 8, 32, 48) and video.dtype == torch.float32
     assert -1.0 <= video.min() < -0.5 and 0.5 < video.max() <= 1.0  # real content spans the range
     assert video[:, 0].sub(video[:, -1]).abs().mean() > 0.01  # frames 14 apart differ (the man moves)
+
+
+def test_decoded_frames_match_pyav_rgb_conversion(real_clip):
+    # The reused reformatter must give what PyAV's own per-frame RGB conversion gives (a yuv420p clip).
+    with av.open(str(real_clip)) as container:
+        assert container.streams.video[0].format.name not in ("rgb24", "gbrp")
+        expected = np.stack(
+            [np.asarray(frame.to_image()) for _, frame in zip(range(3), container.decode(video=0))]
+        )
+    np.testing.assert_array_equal(decode_frames(real_clip, [2, 0, 1]), expected[[2, 0, 1]])
 
 
 def test_fixed_start_and_stride_select_the_right_frames(real_clip):
