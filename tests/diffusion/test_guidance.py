@@ -77,3 +77,10 @@ def test_concat_conditions_pads_reference_clips_with_masked_zeros():
     assert batched["references"].shape == (2, 2, 3, 1, 4, 4)
     assert batched["reference_mask"].tolist() == [[True, True], [False, False]]
     assert batched["references"][1].abs().sum() == 0
+
+
+def test_concat_conditions_keeps_fixed_size_conditions_in_order():
+    first, second = cond(1, 2, 1.0), cond(2, 3, 2.0)
+    first["thumbnails"], second["thumbnails"] = torch.zeros(1, 5), torch.ones(2, 5)
+    batched = concat_conditions([first, second])
+    assert batched["thumbnails"].tolist() == [[0.0] * 5, [1.0] * 5, [1.0] * 5]

@@ -122,3 +122,35 @@ def test_image_thumbnail_pathway_averages_the_prompt_images_and_modulates_the_vi
         first = model.denoiser(noisy, sigma, model.condition(prompts))
         second = model.denoiser(noisy, sigma, model.condition(recoloured))
     assert not torch.allclose(first[0], second[0], atol=1e-4) and torch.equal(first[1], second[1])
+
+
+def test_guided_sampling_of_a_thumbnail_model_follows_the_guidance_formula() -> None:
+    # Image guidance compares the prompt with and without its images, which for this model differ in their
+    # thumbnails too: the batched guided call must carry them for all three conditions.
+    from vimi.diffusion import multimodal_guidance
+    from vimi.diffusion.sampling import sample_videos
+    from vimi.prompt import Image
+
+    overrides = ["model.backbone.hidden=32", "model.backbone.depth=1", "model.backbone.heads=2",
+                 "model.backbone.image_thumbnail=4"]  # fmt: skip
+    cfg = load_config(None, overrides)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        for name, param in model.backbone.named_parameters():
+            if "adaLN" in name or "final_layer" in name or "thumbnail_embed" in name:
+                param.normal_(0, 0.1)
+    red = torch.zeros(3, 8, 8)
+    red[0] = 1.0
+    prompts = [MultimodalPrompt(["a ", Image(red), " in a field"])]
+    variants = [prompts, [p.drop_text() for p in prompts], [p.drop_text().drop_images() for p in prompts]]
+    conds = [model.condition(v, size=(16, 16)) for v in variants]
+    x, sigma = torch.randn(1, 3, 4, 16, 16), torch.full((1,), 2.0)
+    with torch.no_grad():
+        full, image_only, uncond = (model.denoiser(x, sigma, c) for c in conds)
+        guided = multimodal_guidance(lambda x, s, cond: model.denoiser(x, s, cond), 2.0, 3.0)
+        out = guided(x, sigma, cond=conds[0], cond_image=conds[1], cond_uncond=conds[2])
+    torch.testing.assert_close(out, uncond + 3.0 * (image_only - uncond) + 2.0 * (full - image_only))
+    assert not torch.allclose(image_only, uncond, atol=1e-4)  # the thumbnail is what tells them apart
+    videos = sample_videos(model, prompts, (1, 3, 4, 16, 16), [0], cfg.diffusion, steps=2, sampler="euler",
+                           guidance_text=2.0, guidance_image=3.0)  # fmt: skip
+    assert videos.shape == (1, 3, 4, 16, 16) and videos.isfinite().all()

@@ -27,13 +27,16 @@ def pad_tokens(tokens: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[t
 
 def concat_conditions(conds: list[dict]) -> dict:
     """Stack condition dicts along the batch: tokens (and reference clips) padded to one length, absent context
-    given as zeros."""
+    given as zeros, any other tensor (fixed-size, e.g. thumbnails [B, F]) concatenated as it is."""
     out = {}
     for key, mask_key in (("tokens", "mask"), ("references", "reference_mask")):
         if key in conds[0]:
             length = max(c[key].shape[1] for c in conds)
             padded = [pad_tokens(c[key], c[mask_key], length) for c in conds]
             out[key], out[mask_key] = torch.cat([t for t, _ in padded]), torch.cat([m for _, m in padded])
+    for key, value in conds[0].items():
+        if key not in out and key not in ("context", "context_mask") and isinstance(value, torch.Tensor):
+            out[key] = torch.cat([c[key] for c in conds])
     with_context = [c for c in conds if c.get("context") is not None]
     if with_context:
         ref = with_context[0]
