@@ -38,6 +38,14 @@ def test_grounding_writes_json_and_report_for_checkpoint_and_baseline(
         assert 0.0 <= subject["ci_low"] <= subject["mean"] <= subject["ci_high"] <= 1.0
         assert {"psnr", "ssim"} <= set(metrics[run]["tasks"]["predict"])
         assert len(metrics[run]["per_prompt"]) == 4
+        for record in metrics[run]["per_prompt"]:  # what was asked and what the scorer read, per prompt
+            assert len(record["truth"]["subjects"]) == (2 if record["task"] == "two_subject" else 1)
+            if "scene" in record["predicted"]:  # read only when the background matches a scene at all
+                assert record["scene"] == float(record["predicted"]["scene"] == record["truth"]["scene"])
+            if record["task"] == "subject":
+                assert isinstance(
+                    record["predicted"]["subjects"], list
+                )  # [] when no subject was drawn clearly
     # Same weights, same seeds: the baseline column reproduces the checkpoint's numbers.
     assert metrics["checkpoint"]["per_prompt"] == metrics["baseline"]["per_prompt"]
     page = (out / "report.html").read_text()

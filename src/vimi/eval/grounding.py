@@ -128,6 +128,16 @@ class VideoScore:
         names = (*ACCURACY_METRICS, *PREDICTION_METRICS)
         return {k: v for k, v in asdict(self).items() if k in names and v is not None}
 
+    def predictions(self) -> dict:
+        """What the scorer read from the video (renderer indices): `subjects` ([] when none was drawn clearly
+        enough), `motion`, `scene`; those not read are left out."""
+        read = {
+            "subjects": self.predicted_subjects,
+            "motion": self.predicted_motion,
+            "scene": self.predicted_scene,
+        }
+        return {k: v for k, v in read.items() if v is not None}
+
 
 class GroundingScorer:
     """Scores generated videos of a world's subjects and scenes against what their prompts asked for."""

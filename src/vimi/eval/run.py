@@ -5,6 +5,7 @@ Shared by `vimi eval grounding` and `vimi demo`, so the demo's numbers are the b
 
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from vimi.config import EvalConfig
@@ -50,7 +51,15 @@ def evaluate_checkpoints(
         results[f"{name}: {Path(path).name}"] = result
         metrics[name] = {"path": str(Path(path).resolve()), **result.summary}
         metrics[name]["per_prompt"] = [
-            {"id": item.id, "task": item.task, "text": item.text, **score.metrics()}
+            {
+                "id": item.id,
+                "task": item.task,
+                "text": item.text,
+                **score.metrics(),
+                # What was asked beside what was read, so a miss can be told apart from a subject not drawn.
+                "truth": asdict(item.truth),
+                "predicted": score.predictions(),
+            }
             for item, score in zip(result.items, result.scores)
         ]
         if save_videos:
