@@ -164,7 +164,7 @@ def decode_frames(source: MediaSource, indices: list[int], size: tuple[int, int]
 def _rgb_array(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
     """uint8 [H, W, 3] RGB. RGB-like frames (the lossless clips vimi writes are gbrp) are copied out as they
     are; others go through `reformatter`, whose swscale context is reused (frame.to_image() builds a new one
-    per frame: ~1.5 ms of a 32x32 clip's ~2 ms per frame)."""
+    per frame, most of a small frame's decoding time: benchmarks/decode.py)."""
     if frame.format.name in _RGB_FORMATS:
         return frame.to_ndarray()  # gbrp planes come back reordered to [H, W, (R, G, B)]
     return reformatter.reformat(frame, format="rgb24").to_ndarray()
