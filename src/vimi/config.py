@@ -214,6 +214,13 @@ class BackboneConfig:
     zero-initialised linear map, so the early, pixel-near features reach the late blocks directly, which
     U-ViT found to matter most for pixel-space diffusion. Zero at initialisation: a checkpoint without them
     grows into them (train.init_from) unchanged."""
+    detail_head: int = 0
+    """A pixel-level head after the patch output, as DiP's patch detailer (Chen et al. 2025) and U-ViT's final
+    convolution: three 3x3 convolutions within each frame, of this many channels, read the network's output
+    beside its own input (noisy video, given frames, mask) and add a correction, so that detail inside a
+    patch and across patch edges is not left to one linear map per token. FiLM-modulated by the adaLN
+    condition (noise level, thumbnail); its last convolution starts at zero, so a checkpoint without it grows
+    into it unchanged. 0: none."""
     full_attention_every: int = 2
     """Blocks 0, k, 2k, ... attend over the whole video; the others within each frame only (spatial,
     1/T of the attention cost), the interleaved space/space-time design of Latte and STDiT. 1: full 3D

@@ -324,3 +324,36 @@ def test_reference_config_and_shape_errors_name_the_problem():
     net = VideoDiT(BackboneConfig(reference_images=2), 3, COND_DIM)
     with pytest.raises(ValueError, match=r"references must be \[B, N, 3, 1, 8, 8\]"):
         net(x, c_noise, tokens, mask, references=make_references(size=4))
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_detail_head_grows_unchanged_then_corrects_pixels_within_each_frame(context):
+    cfg = BackboneConfig(context_frames=context, patch_h=2, patch_w=2)
+    plain = VideoDiT(cfg, 3, COND_DIM).eval()
+    randomize_output_layer(plain)
+    grown = VideoDiT(BackboneConfig(context_frames=context, patch_h=2, patch_w=2, detail_head=8), 3, COND_DIM)
+    missing, unexpected = grown.eval().load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(key.startswith(grown.added_module_prefixes()) for key in missing)
+    assert {key.split(".")[1] for key in missing} == {"conv_in", "film", "conv_mid", "conv_out"}
+    x, c_noise, tokens, mask = make_inputs(frames=3)
+    torch.testing.assert_close(grown(x, c_noise, tokens, mask), plain(x, c_noise, tokens, mask))
+    # Zero at initialisation, yet trainable: the loss reaches the last convolution, and through it the FiLM.
+    grown(x, c_noise, tokens, mask).square().mean().backward()
+    head = grown.detail_head
+    assert head.conv_out.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        head.conv_out.weight.normal_(0, 0.05)
+    assert not torch.allclose(grown(x, c_noise, tokens, mask), plain(x, c_noise, tokens, mask), atol=1e-4)
+    grown.zero_grad()
+    grown(x, c_noise, tokens, mask).square().mean().backward()
+    assert head.film[-1].weight.grad.abs().sum() > 0
+    # Per frame: changing frame 2's pixels leaves the correction of frames 0 and 1 as it was.
+    out, c = torch.randn(2, 3, 3, 8, 8), torch.randn(2, grown.size.hidden)
+    inputs = torch.randn(2, head.conv_in.in_channels - 3, 3, 8, 8)
+    changed = inputs.clone()
+    changed[:, :, 2] += 1.0
+    before, after = head(out, inputs, c), head(out, changed, c)
+    torch.testing.assert_close(before[:, :, :2], after[:, :, :2])
+    assert not torch.allclose(before[:, :, 2], after[:, :, 2])
+    with pytest.raises(ConfigError, match="detail_head=-1"):
+        VideoDiT(BackboneConfig(detail_head=-1), 3, COND_DIM)

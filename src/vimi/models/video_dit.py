@@ -63,6 +63,8 @@ def resolve_backbone_size(cfg: BackboneConfig) -> BackboneSize:
         raise ConfigError(f"model.backbone.reference_images={cfg.reference_images} must be >= 0 (0: none)")
     if cfg.image_thumbnail < 0:
         raise ConfigError(f"model.backbone.image_thumbnail={cfg.image_thumbnail} must be >= 0 (0: none)")
+    if cfg.detail_head < 0:
+        raise ConfigError(f"model.backbone.detail_head={cfg.detail_head} must be >= 0 (channels; 0: none)")
     if cfg.reference_images and not cfg.context_frames:
         raise ConfigError(
             "model.backbone.reference_images needs context_frames=true: references enter as given frames"
@@ -162,6 +164,27 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
+class DetailHead(nn.Module):
+    """Per-frame 3x3 convolutions over [output, input] pixels -> a correction of the output (zero at init)."""
+
+    def __init__(self, hidden: int, in_channels: int, out_channels: int, channels: int):
+        super().__init__()
+        # Within each frame: cheap, and time is already mixed by the transformer.
+        frame_conv = {"kernel_size": (1, 3, 3), "padding": (0, 1, 1)}
+        self.conv_in = nn.Conv3d(in_channels + out_channels, channels, **frame_conv)
+        self.film = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 2 * channels))
+        self.conv_mid = nn.Conv3d(channels, channels, **frame_conv)
+        self.conv_out = nn.Conv3d(channels, out_channels, **frame_conv)
+
+    def forward(self, out: torch.Tensor, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """out [B, C, T, H, W] (the patch output), x [B, Cin, T, H, W] (the network input), c [B, D] -> out + detail."""
+        feature = self.conv_in(torch.cat([out, x.to(out.dtype)], dim=1))
+        shift, scale = self.film(c).chunk(2, dim=-1)  # [B, channels] each
+        feature = feature * (1 + scale[:, :, None, None, None]) + shift[:, :, None, None, None]
+        feature = self.conv_mid(nn.functional.silu(feature))
+        return out + self.conv_out(nn.functional.silu(feature))
+
+
 class VideoDiT(nn.Module):
     """Spatiotemporal DiT: [B, C, T, H, W] noisy input + noise level + condition tokens -> [B, C, T, H, W]."""
 
@@ -219,6 +242,8 @@ class VideoDiT(nn.Module):
             else None
         )
         self.final_layer = FinalLayer(size.hidden, in_channels * patch_volume)
+        if cfg.detail_head:
+            self.detail_head = DetailHead(size.hidden, input_channels, in_channels, cfg.detail_head)
         self.activation_checkpointing = cfg.activation_checkpointing
         self._rope_cache: dict[tuple, torch.Tensor] = {}
         self.initialize_weights()
@@ -251,6 +276,11 @@ class VideoDiT(nn.Module):
         for skip in self.skips or ():
             nn.init.zeros_(skip.weight)
             nn.init.zeros_(skip.bias)
+        if self.cfg.detail_head:
+            # FiLM starts as the identity and the correction at zero: the model is the one without the head.
+            for layer in (self.detail_head.film[-1], self.detail_head.conv_out):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
         nn.init.zeros_(self.final_layer.linear.weight)
@@ -258,9 +288,9 @@ class VideoDiT(nn.Module):
 
     def added_module_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes (under the backbone) of what a checkpoint without them may leave at its
-        initial value: the cross-attention of joint+cross, the long skips and the thumbnail embedding (all
-        compute nothing at initialisation, so the model is the checkpoint's exactly) and the reference-frame
-        embedding (zero: references then enter as given frames do, which a checkpoint trained on video
+        initial value: the cross-attention of joint+cross, the long skips, the thumbnail embedding and the
+        detail head (all compute nothing at initialisation, so the model is the checkpoint's exactly) and the
+        reference-frame embedding (zero: references then enter as given frames do, which a checkpoint trained on video
         prediction already reads)."""
         cross = tuple(
             f"blocks.{i}.{name}."
@@ -273,6 +303,7 @@ class VideoDiT(nn.Module):
             + (("reference_embed",) if self.cfg.reference_images else ())
             + (("skips.",) if self.cfg.long_skips else ())
             + (("thumbnail_embed.",) if self.cfg.image_thumbnail else ())
+            + (("detail_head.",) if self.cfg.detail_head else ())
         )
 
     def _check_input(self, x: torch.Tensor) -> tuple[int, int, int]:
@@ -411,9 +442,10 @@ class VideoDiT(nn.Module):
 
         out = self.final_layer(hidden[:, :video_tokens], c)  # [B, L, C*pt*ph*pw]
         # [B, L, C*pt*ph*pw] -> [B, C, T, H, W]
-        return rearrange(
+        out = rearrange(
             out, "b (t h w) (c pt ph pw) -> b c (t pt) (h ph) (w pw)", t=t, h=h, w=w, pt=pt, ph=ph, pw=pw
         )
+        return self.detail_head(out, x, c) if self.cfg.detail_head else out
 
 
 def count_parameters(module: nn.Module) -> int:
