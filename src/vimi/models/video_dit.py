@@ -290,8 +290,8 @@ class VideoDiT(nn.Module):
         """State-dict prefixes (under the backbone) of what a checkpoint without them may leave at its
         initial value: the cross-attention of joint+cross, the long skips, the thumbnail embedding and the
         detail head (all compute nothing at initialisation, so the model is the checkpoint's exactly) and the
-        reference-frame embedding (zero: references then enter as given frames do, which a checkpoint trained on video
-        prediction already reads)."""
+        reference-frame embedding (zero: references then enter as given frames do, which a checkpoint trained
+        on video prediction already reads)."""
         cross = tuple(
             f"blocks.{i}.{name}."
             for i, block in enumerate(self.blocks)
