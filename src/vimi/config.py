@@ -215,7 +215,7 @@ class BackboneConfig:
     U-ViT found to matter most for pixel-space diffusion. Zero at initialisation: a checkpoint without them
     grows into them (train.init_from) unchanged."""
     detail_head: int = 0
-    """A pixel-level head after the patch output, as DiP's patch detailer (Chen et al. 2025) and U-ViT's final
+    """A pixel-level head after the patch output, as DiP's patch detailer head (2025) and U-ViT's final
     convolution: three 3x3 convolutions within each frame, of this many channels, read the network's output
     beside its own input (noisy video, given frames, mask) and add a correction, so that detail inside a
     patch and across patch edges is not left to one linear map per token. FiLM-modulated by the adaLN
