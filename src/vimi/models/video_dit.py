@@ -72,9 +72,14 @@ def resolve_backbone_size(cfg: BackboneConfig) -> BackboneSize:
     return size
 
 
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """adaLN: x [B, L, D] * (1 + scale [B, D]) + shift [B, D]."""
-    return torch.addcmul(shift[:, None], x, 1 + scale[:, None])  # one fused kernel
+def modulate(
+    x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, channel_dim: int = -1
+) -> torch.Tensor:
+    """adaLN / FiLM: x * (1 + scale) + shift, with scale and shift [B, D] along x's channel_dim (tokens
+    [B, L, D]: -1; feature maps [B, D, T, H, W]: 1) and broadcast over its other dimensions."""
+    shape = [x.shape[0]] + [1] * (x.ndim - 1)
+    shape[channel_dim] = -1
+    return torch.addcmul(shift.view(shape), x, 1 + scale.view(shape))  # one fused kernel
 
 
 class TimestepEmbedder(nn.Module):
@@ -180,7 +185,7 @@ class DetailHead(nn.Module):
         """out [B, C, T, H, W] (the patch output), x [B, Cin, T, H, W] (the network input), c [B, D] -> out + detail."""
         feature = self.conv_in(torch.cat([out, x.to(out.dtype)], dim=1))
         shift, scale = self.film(c).chunk(2, dim=-1)  # [B, channels] each
-        feature = feature * (1 + scale[:, :, None, None, None]) + shift[:, :, None, None, None]
+        feature = modulate(feature, shift, scale, channel_dim=1)
         feature = self.conv_mid(nn.functional.silu(feature))
         return out + self.conv_out(nn.functional.silu(feature))
 
