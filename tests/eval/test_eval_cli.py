@@ -42,10 +42,8 @@ def test_grounding_writes_json_and_report_for_checkpoint_and_baseline(
             assert len(record["truth"]["subjects"]) == (2 if record["task"] == "two_subject" else 1)
             if "scene" in record["predicted"]:  # read only when the background matches a scene at all
                 assert record["scene"] == float(record["predicted"]["scene"] == record["truth"]["scene"])
-            if record["task"] == "subject":
-                assert isinstance(
-                    record["predicted"]["subjects"], list
-                )  # [] when no subject was drawn clearly
+            if record["task"] == "subject":  # [] when no subject was drawn clearly
+                assert isinstance(record["predicted"]["subjects"], list)
     # Same weights, same seeds: the baseline column reproduces the checkpoint's numbers.
     assert metrics["checkpoint"]["per_prompt"] == metrics["baseline"]["per_prompt"]
     page = (out / "report.html").read_text()
