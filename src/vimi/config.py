@@ -293,7 +293,13 @@ class TrainConfig:
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 10
-    schedule: Literal["cosine", "constant"] = "constant"
+    schedule: Literal["cosine", "constant", "wsd"] = "constant"
+    """After warmup: constant; cosine down to min_lr_ratio at `steps`; or wsd (warmup-stable-decay, Hägele et
+    al. 2024): constant, then linear down to min_lr_ratio over the last `decay_steps` steps, so that a run
+    trained at a constant rate can be cooled down from any of its checkpoints (`--resume` with the schedule
+    and `steps` changed)."""
+    decay_steps: int = 0
+    """wsd schedule: how many steps, ending at `steps`, the learning rate decays over."""
     grad_clip: float = 1.0
     ema_halflife_steps: float = 50.0
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -321,7 +327,7 @@ class TrainConfig:
     training (0: no limit), so that a job in fixed-length slots (a cluster's time limit, a lent GPU's
     10-minute commands) ends cleanly and `--resume` goes on from there (Lightning's max_time)."""
     min_lr_ratio: float = 0.0
-    """The cosine schedule decays to lr * min_lr_ratio."""
+    """The cosine and wsd schedules decay to lr * min_lr_ratio."""
     predict_frames: int = 1
     """Video prediction: how many first frames are given (in the prompt and as context)."""
     subject_name_prob: float = 0.5

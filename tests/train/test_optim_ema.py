@@ -55,6 +55,16 @@ def test_warmup_then_cosine_reaches_min_ratio():
     assert all(a >= b for a, b in itertools.pairwise(factors))
 
 
+def test_wsd_holds_the_rate_then_decays_linearly_over_the_last_steps():
+    cfg = TrainConfig(steps=100, warmup_steps=10, schedule="wsd", decay_steps=40, min_lr_ratio=0.1)
+    assert [lr_factor(s, cfg) for s in (0, 9, 10, 59, 60)] == pytest.approx([0.1, 1.0, 1.0, 1.0, 1.0])
+    assert lr_factor(80, cfg) == pytest.approx(0.55)  # halfway down the line
+    assert lr_factor(100, cfg) == pytest.approx(0.1)
+    assert lr_factor(150, cfg) == pytest.approx(0.1)  # stays at the floor past the end
+    factors = [lr_factor(s, cfg) for s in range(60, 101)]
+    assert all(a > b for a, b in itertools.pairwise(factors))
+
+
 def test_constant_schedule_after_warmup():
     cfg = TrainConfig(steps=100, warmup_steps=4, schedule="constant")
     assert [lr_factor(s, cfg) for s in (0, 3, 4, 99)] == [0.25, 1.0, 1.0, 1.0]

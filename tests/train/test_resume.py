@@ -114,3 +114,21 @@ def test_sigkill_at_any_moment_leaves_a_loadable_checkpoint_and_resume_matches(
     resumed, straight = final_state(tmp_path), final_state(straight_run)
     assert_bitwise_equal(resumed["model"], straight["model"])
     assert_bitwise_equal(resumed["ema"], straight["ema"])
+
+
+def test_constant_rate_run_cooled_down_by_resume_equals_a_straight_wsd_run(tiny_world, tmp_path):
+    # wsd over the last 5 of 8 steps: steps 0-3 run at the full rate, as a constant schedule does, so a
+    # constant run saved at step 4 and resumed with the wsd schedule must use the decayed rate from step 4 on.
+    base = (*RECIPE[2:], "train.warmup_steps=0", "train.ckpt_every=4")
+    wsd = ("train.steps=8", "train.schedule=wsd", "train.decay_steps=5", "train.min_lr_ratio=0.0")
+    train(debug_config(tiny_world, tmp_path / "straight", *base, *wsd))
+    cooled = tmp_path / "cooled"
+    train(debug_config(tiny_world, cooled, *base, "train.steps=4", "train.schedule=constant"))
+    train(debug_config(tiny_world, cooled, *base, *wsd, "train.resume=true"))
+    resumed, straight = final_state(cooled), final_state(tmp_path / "straight")
+    assert resumed["state"]["step"] == 8
+    assert_bitwise_equal(resumed["model"], straight["model"])
+    lrs = [m["lr"] for m in read_metrics(cooled)]
+    assert lrs[3] > lrs[4] > lrs[7] == 0.0
+    with pytest.raises(ConfigError, match=r"train\.decay_steps=0"):
+        train(debug_config(tiny_world, tmp_path / "bad", *base, "train.schedule=wsd"))

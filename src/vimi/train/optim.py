@@ -1,4 +1,4 @@
-"""AdamW with weight-decay groups and the warmup + cosine/constant learning-rate schedule."""
+"""AdamW with weight-decay groups and the warmup + constant/cosine/wsd learning-rate schedule."""
 
 import math
 
@@ -38,11 +38,15 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Multiplier of cfg.lr at `step`: linear warmup, then constant or cosine down to min_lr_ratio."""
+    """Multiplier of cfg.lr at `step`: linear warmup, then constant, cosine, or constant-then-linear (wsd)."""
     if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return 1.0
+    if cfg.schedule == "wsd":
+        decay_start = cfg.steps - cfg.decay_steps
+        progress = min(max(step - decay_start, 0) / max(cfg.decay_steps, 1), 1.0)
+        return 1.0 - (1.0 - cfg.min_lr_ratio) * progress
     decay_steps = max(cfg.steps - cfg.warmup_steps, 1)
     progress = min(max(step - cfg.warmup_steps, 0) / decay_steps, 1.0)
     cosine = 0.5 * (1.0 + math.cos(math.pi * progress))

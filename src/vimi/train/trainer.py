@@ -30,7 +30,7 @@ from vimi.train import checkpoint as ckpt
 from vimi.train import distributed as dist
 from vimi.train.ema import EMA
 from vimi.train.logging import RunLogger
-from vimi.train.optim import build_optimizer, build_scheduler
+from vimi.train.optim import build_optimizer, build_scheduler, lr_factor
 from vimi.utils.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,11 @@ def check_config(cfg: VimiConfig, world_size: int = 1) -> None:
     ):
         if value < least:
             raise ConfigError(f"train.{key} must be >= {least} (a step interval), got {value}")
+    if train.schedule == "wsd" and not 0 < train.decay_steps <= train.steps - train.warmup_steps:
+        raise ConfigError(
+            f"train.schedule=wsd needs 0 < train.decay_steps <= train.steps - train.warmup_steps "
+            f"({train.steps} - {train.warmup_steps}), got train.decay_steps={train.decay_steps}"
+        )
     if train.max_time_s < 0:
         raise ConfigError(f"train.max_time_s must be >= 0 seconds (0: no limit), got {train.max_time_s}")
     if train.batch_size % (world_size * train.grad_accum):
@@ -174,6 +179,10 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         ckpt.set_rng_state(state["rng"])
         self.step = int(state["state"]["step"])
+        # The next step's rate comes from this config's schedule, which may differ from the saved one's (a
+        # constant-rate run resumed with schedule=wsd to cool down); unchanged, this is the saved rate exactly.
+        for group, base_lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base_lr * lr_factor(self.step, self.cfg.train)
         if self.info.is_main:
             log.info("resumed from %s at step %d", latest, self.step)
 
