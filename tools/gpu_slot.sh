@@ -8,6 +8,8 @@
 # 2. trains configs/groundedworld-s-gpu-instruct.yaml from INIT (default: the shipped checkpoint) for the model
 #    and, beside it on the same GPU, the same recipe with train.text_only=true; both stop with a checkpoint after
 #    TRAIN_S seconds (train.max_time_s). RESUME=1 goes on from runs already in RUNS instead;
+#    to cool them down before they are scored (as the shipped model was), a last slot with RESUME=1 and
+#    EXTRA="--set train.schedule=wsd --set train.steps=S --set train.decay_steps=D", S = their step now + D;
 # 3. scores both at the newest step both hold with `vimi eval grounding` on N held-out prompts per task, and
 #    ships the model's checkpoint of that step in fp16 to $OUT/groundedworld-s.
 # $OUT gets five files (the device tool brings back at most 8): slot.log (with a failed step's log tail),
