@@ -132,3 +132,13 @@ def test_constant_rate_run_cooled_down_by_resume_equals_a_straight_wsd_run(tiny_
     assert lrs[3] > lrs[4] > lrs[7] == 0.0
     with pytest.raises(ConfigError, match=r"train\.decay_steps=0"):
         train(debug_config(tiny_world, tmp_path / "bad", *base, "train.schedule=wsd"))
+
+
+def test_resume_takes_the_rate_from_the_config(tiny_world, tmp_path):
+    # A cooled-down run re-warmed at a lower peak: the rate saved in the scheduler must not win.
+    base = (*RECIPE[2:], "train.warmup_steps=0", "train.ckpt_every=3", "train.schedule=constant")
+    run = tmp_path / "rewarmed"
+    train(debug_config(tiny_world, run, *base, "train.steps=3", "train.lr=1e-3"))
+    train(debug_config(tiny_world, run, *base, "train.steps=5", "train.lr=2.5e-4", "train.resume=true"))
+    lrs = [m["lr"] for m in read_metrics(run)]
+    assert lrs == pytest.approx([1e-3] * 3 + [2.5e-4] * 2)

@@ -179,10 +179,13 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         ckpt.set_rng_state(state["rng"])
         self.step = int(state["state"]["step"])
-        # The next step's rate comes from this config's schedule, which may differ from the saved one's (a
-        # constant-rate run resumed with schedule=wsd to cool down); unchanged, this is the saved rate exactly.
-        for group, base_lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
-            group["lr"] = base_lr * lr_factor(self.step, self.cfg.train)
+        # The next step's rate comes from this config's rate and schedule, which may differ from the saved
+        # ones (a constant-rate run resumed with schedule=wsd to cool down, a cooled run re-warmed at a lower
+        # peak); unchanged, this is the saved rate exactly.
+        self.scheduler.base_lrs = [self.cfg.train.lr for _ in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = self.cfg.train.lr
+            group["lr"] = self.cfg.train.lr * lr_factor(self.step, self.cfg.train)
         if self.info.is_main:
             log.info("resumed from %s at step %d", latest, self.step)
 
