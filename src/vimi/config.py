@@ -297,7 +297,7 @@ class TrainConfig:
     """After warmup: constant; cosine down to min_lr_ratio at `steps`; or wsd (warmup-stable-decay, Hägele et
     al. 2024): constant, then linear down to min_lr_ratio over the last `decay_steps` steps, so that a run
     trained at a constant rate can be cooled down from any of its checkpoints (`--resume` with the schedule
-    and `steps` changed)."""
+    and `steps` changed; a resumed run takes `lr` and the schedule from its config, not its checkpoint)."""
     decay_steps: int = 0
     """wsd schedule: how many steps, ending at `steps`, the learning rate decays over."""
     grad_clip: float = 1.0
