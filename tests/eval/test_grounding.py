@@ -7,7 +7,8 @@ import pytest
 
 from vimi.config import EvalConfig, WorldConfig
 from vimi.data.world import GroundedWorld, build_world, load_world
-from vimi.eval.bench import bootstrap_ci, build_items, clearly_visible, ground_truth, subject_prompt
+from vimi.eval.bench import build_items, clearly_visible, ground_truth, subject_prompt
+from vimi.eval.bootstrap import bootstrap_ci
 from vimi.eval.grounding import (
     MIN_TRAVEL,
     VALIDITY,

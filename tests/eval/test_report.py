@@ -133,7 +133,14 @@ def test_psnr_copy_is_the_floor_of_holding_the_given_frame(small_world):
         # Holding the frame scores exactly the floor; the true continuation scores the cap; noise far below.
         assert held_score.psnr == pytest.approx(held_score.psnr_copy)
         assert exact_score.psnr == 100.0 and exact_score.psnr_copy == pytest.approx(held_score.psnr_copy)
+        # The gain over the copy: none for the copy itself; only on clips that move (a still clip's copy is exact).
+        moving = exact_score.psnr_copy < 100.0
+        assert (held_score.psnr_gain is not None) == moving == (exact_score.psnr_gain is not None)
+        if moving:
+            assert held_score.psnr_gain == pytest.approx(0.0, abs=1e-9)
+            assert exact_score.psnr_gain == pytest.approx(100.0 - exact_score.psnr_copy)
     assert min(s.psnr_copy for s in exact.scores) < 40  # the world's subjects move: the floor is not the cap
     noise = run_benchmark(small_world, noise_generator, ["predict"], cfg)
     assert all(s.psnr < s.psnr_copy for s in noise.scores)
-    assert "psnr_copy" in exact.summary["tasks"]["predict"]
+    assert all(s.psnr_gain < 0 for s in noise.scores if s.psnr_gain is not None)
+    assert {"psnr_copy", "psnr_gain"} <= set(exact.summary["tasks"]["predict"])

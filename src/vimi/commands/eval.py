@@ -1,9 +1,10 @@
-"""`vimi eval grounding|sensitivity|fvd|ucf101`: evaluate a checkpoint.
+"""`vimi eval grounding|sensitivity|fvd|ucf101|compare`: evaluate a checkpoint, or compare two evaluations.
 
 vimi eval grounding --checkpoint DIR --world DIR [--split heldout] [--n N] [--task all] [--baseline DIR] --out OUT
 vimi eval sensitivity --checkpoint DIR [--world DIR] [--prompts DIR] [--task subject] [--swap images] [--n 32]
 vimi eval fvd --real DIR --fake DIR [--out FILE]
 vimi eval ucf101 --root UCF101_DIR --checkpoint DIR [--out OUT]
+vimi eval compare RESULT RESULT [--out FILE]      (RESULT: a grounding --out folder[:NAME])
 """
 
 import argparse
@@ -96,8 +97,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ucf.add_argument("--device", default=None, help=DEVICE_HELP + "; the generator and I3D share it")
     ucf.add_argument("--out", default="outputs/ucf101", help="output folder for ucf101.json")
 
+    compare = sub.add_parser(
+        "compare", help="paired differences between two grounding evaluations of the same prompts"
+    )
+    for side in ("a", "b"):
+        compare.add_argument(
+            side,
+            metavar=f"RESULT_{side.upper()}",
+            help="a `vimi eval grounding --out` folder or its metrics.json, optionally :NAME "
+            "(default :checkpoint; :baseline for a --baseline run's)",
+        )
+    compare.add_argument("--samples", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    compare.add_argument("--out", default=None, help="also write the rows to this JSON file")
+
 
 def run(args: argparse.Namespace) -> int:
+    if args.eval_command == "compare":  # reads two metrics.json files: no config, no device
+        return _compare(args)
     from vimi.config import load_config
     from vimi.utils.device import resolve_device
 
@@ -143,6 +159,22 @@ def _grounding(args: argparse.Namespace, cfg) -> int:
     )  # fmt: skip
     print("\n".join(format_metrics(summary, list(checkpoints))))
     print(f"wrote {Path(args.out) / 'metrics.json'} and {summary['report']}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from vimi.eval.compare import compare_results, format_comparison, load_result
+
+    if args.samples < 1:
+        raise ConfigError(f"--samples {args.samples}: give at least 1 bootstrap resample")
+    a, b = load_result(args.a), load_result(args.b)
+    rows = compare_results(a, b, samples=args.samples)
+    print("\n".join(format_comparison(rows, a, b)))
+    if args.out:
+        from vimi.utils.atomic import write_json_atomic
+
+        result = {"a": {"path": str(a.path), "name": a.name}, "b": {"path": str(b.path), "name": b.name}}
+        write_json_atomic(args.out, result | {"rows": [dataclasses.asdict(r) for r in rows]})
     return 0
 
 

@@ -21,7 +21,7 @@ import torch
 from vimi.config import EvalConfig
 from vimi.data.world import GroundedWorld, VideoGroundTruth
 from vimi.errors import ConfigError
-from vimi.eval.bootstrap import bootstrap_interval
+from vimi.eval.bootstrap import bootstrap_ci
 from vimi.eval.grounding import (
     ACCURACY_METRICS,
     PREDICTION_METRICS,
@@ -230,14 +230,6 @@ def summarize(scores: Sequence[VideoScore], cfg: EvalConfig) -> dict[str, dict[s
         if metric in ACCURACY_METRICS:
             out[metric]["valid"] = metric in validated
     return out
-
-
-def bootstrap_ci(
-    values: np.ndarray, samples: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean of `values`."""
-    values = np.asarray(values, np.float64)
-    return bootstrap_interval(len(values), lambda picks: values[picks].mean(axis=1), samples, seed, level)
 
 
 SAMPLING_KEYS = ("steps", "sampler", "guidance_text", "guidance_image")

@@ -24,3 +24,11 @@ def bootstrap_interval(
     values = statistic(picks)  # [samples]
     tail = (1 - level) / 2
     return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
+
+
+def bootstrap_ci(
+    values: np.ndarray, samples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean of `values`."""
+    values = np.asarray(values, np.float64)
+    return bootstrap_interval(len(values), lambda picks: values[picks].mean(axis=1), samples, seed, level)

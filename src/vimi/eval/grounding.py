@@ -20,6 +20,8 @@ Per video (see `GroundingScorer.score`):
   psnr / ssim  video prediction: frames after the given ones against the true continuation.
   psnr_copy    the same PSNR for the last given frame held still: the floor a prediction must beat
                (a model that has not learned motion scores about this; a still video scores the cap).
+  psnr_gain    psnr - psnr_copy on the clips whose subject moves (not on still ones, where the copy is
+               exact): what a model has learned of motion beyond copying its given frame.
 A video that shows nothing subject-like (noise, an empty scene) is scored wrong, never guessed.
 """
 
@@ -36,7 +38,7 @@ from vimi.eval.pairs import fit_pairs
 from vimi.eval.tracking import SubjectTracker, TemplateFit, to_frames
 
 ACCURACY_METRICS = ("subject", "motion", "scene", "consistency", "two_subject")
-PREDICTION_METRICS = ("psnr", "psnr_copy", "ssim")
+PREDICTION_METRICS = ("psnr", "psnr_copy", "psnr_gain", "ssim")
 VALIDITY: dict[str, dict[str, float]] = {
     "subject": {"truth": 1.0, "noise": 0.0, "shuffled": 1.0, "wrong_subject": 0.0, "chance": 1 / 8},
     "motion": {
@@ -118,6 +120,7 @@ class VideoScore:
     two_subject: float | None = None
     psnr: float | None = None
     psnr_copy: float | None = None
+    psnr_gain: float | None = None
     ssim: float | None = None
     predicted_subjects: list[int] | None = None
     predicted_motion: str | None = None
@@ -214,6 +217,7 @@ class GroundingScorer:
                 held = truth_frames.copy()
                 held[given_frames:] = truth_frames[given_frames - 1]
                 out.psnr_copy = prediction_scores(held, truth_frames, given_frames)[0]
+                out.psnr_gain = psnr_gain(out.psnr, out.psnr_copy)
         return out
 
     def _identify(
@@ -348,6 +352,11 @@ def drawn(present: np.ndarray, given_frames: int) -> np.ndarray:
     """Indices of the frames with a subject present [T] -> [n], leaving out the first `given_frames`."""
     indices = np.flatnonzero(present)
     return indices[indices >= given_frames]
+
+
+def psnr_gain(psnr: float, psnr_copy: float) -> float | None:
+    """A prediction's PSNR above the copy's, or None for a still clip (its copy is exact: the cap)."""
+    return psnr - psnr_copy if psnr_copy < PSNR_CAP else None
 
 
 def prediction_scores(frames: np.ndarray, reference: np.ndarray, given_frames: int) -> tuple[float, float]:
