@@ -95,6 +95,7 @@ def test_cli_prints_each_metric_and_writes_json(tmp_path, capsys):
         ("missing", ConfigError, "no metrics.json there"),
         ("other_world", ConfigError, "needs the same world and split"),
         ("corrupt", DataError, "not a metrics.json"),
+        ("a_list", DataError, "a JSON list, not an object"),
         ("other_truth", DataError, "against different truths"),
     ],
 )
@@ -105,6 +106,8 @@ def test_bad_inputs_are_named(tmp_path, capsys, b_spec, error, needle):
     write_metrics(tmp_path / "other_world", copy, copy, np.ones(4), world="/data/another")
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "metrics.json").write_text('{"world": ')
+    (tmp_path / "a_list").mkdir()
+    (tmp_path / "a_list" / "metrics.json").write_text("[1, 2]")
     shifted = json.loads((tmp_path / "b" / "metrics.json").read_text())
     shifted["checkpoint"]["per_prompt"][0]["truth"]["scene"] = 7
     (tmp_path / "other_truth").mkdir()

@@ -65,12 +65,15 @@ def load_result(spec: str) -> EvalResult:
         summary = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{file}: not a metrics.json ({err})") from None
+    if not isinstance(summary, dict):
+        raise DataError(f"{file}: not a metrics.json (a JSON {type(summary).__name__}, not an object)")
     names = [k for k, v in summary.items() if isinstance(v, dict) and "per_prompt" in v]
     if name not in names:
         raise ConfigError(f"{spec}: {file} holds no scores of {name!r}; it has {', '.join(names) or 'none'}")
-    return EvalResult(
-        file, name, str(summary.get("world")), str(summary.get("split")), summary[name]["per_prompt"]
-    )
+    records = summary[name]["per_prompt"]
+    if not all(isinstance(r, dict) and {"id", "task"} <= r.keys() for r in records):
+        raise DataError(f"{file}: {name}'s per_prompt records need an id and a task each")
+    return EvalResult(file, name, str(summary.get("world")), str(summary.get("split")), records)
 
 
 def per_prompt_values(records: Sequence[dict]) -> dict[tuple[str, str], dict[str, float]]:
