@@ -8,8 +8,8 @@ one noise draw per level. Beside each level it prints the error of the clip's te
 boxes (a denoiser that knows the scene but not the subject scores about that): a model that draws the subject
 scores well under it. With --swap-images it also prints the error in the boxes when every prompt keeps its
 text but gets another prompt's images (same noise), and its relative rise with a paired bootstrap interval
-over prompts: the rise is what the images tell the model about its subject. MODEL_CARD.md's memorisation
-trials (sessions 8 and 9) and its image-reliance table were measured with this.
+over prompts: the rise is what the images tell the model about its subject. The memorisation trials of
+docs/training-log.md (sessions 8 and 9) and MODEL_CARD.md's image-reliance table were measured with this.
 """
 
 import argparse
