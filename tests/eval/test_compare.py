@@ -94,7 +94,7 @@ def test_cli_prints_each_metric_and_writes_json(tmp_path, capsys):
         ("b:baseline", ConfigError, "holds no scores of 'baseline'; it has checkpoint"),
         ("missing", ConfigError, "no metrics.json there"),
         ("other_world", ConfigError, "needs the same world and split"),
-        ("corrupt", DataError, "not a metrics.json"),
+        ("corrupt", DataError, "corrupt metrics.json of `vimi eval grounding`"),
         ("a_list", DataError, "a JSON list, not an object"),
         ("other_truth", DataError, "against different truths"),
     ],

@@ -6,7 +6,6 @@ pairing the videos by prompt cancels what the prompts share. Per task and metric
 the mean difference A - B with a paired percentile bootstrap interval.
 """
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import numpy as np
 from vimi.errors import ConfigError, DataError
 from vimi.eval.bootstrap import bootstrap_ci
 from vimi.eval.grounding import psnr_gain
+from vimi.utils.files import read_json
 
 DEFAULT_NAME = "checkpoint"
 """The entry `vimi eval grounding` writes its --checkpoint's scores under (--baseline: `baseline`)."""
@@ -61,12 +61,7 @@ def load_result(spec: str) -> EvalResult:
         file = file / "metrics.json"
     if not file.is_file():
         raise ConfigError(f"{spec}: no metrics.json there; give a `vimi eval grounding --out` folder")
-    try:
-        summary = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{file}: not a metrics.json ({err})") from None
-    if not isinstance(summary, dict):
-        raise DataError(f"{file}: not a metrics.json (a JSON {type(summary).__name__}, not an object)")
+    summary = read_json(file, "metrics.json of `vimi eval grounding`")
     names = [k for k, v in summary.items() if isinstance(v, dict) and "per_prompt" in v]
     if name not in names:
         raise ConfigError(f"{spec}: {file} holds no scores of {name!r}; it has {', '.join(names) or 'none'}")
@@ -81,8 +76,9 @@ def per_prompt_values(records: Sequence[dict]) -> dict[tuple[str, str], dict[str
     values: dict[tuple[str, str], dict[str, float]] = {}
     for record in records:
         metrics = {k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-        gain = psnr_gain(metrics["psnr"], metrics["psnr_copy"]) if "psnr_copy" in metrics else None
-        if "psnr_gain" not in metrics and gain is not None:
+        older = "psnr_copy" in metrics and "psnr_gain" not in metrics
+        # psnr_gain is None on a still clip: nothing to gain over an exact copy.
+        if older and (gain := psnr_gain(metrics["psnr"], metrics["psnr_copy"])) is not None:
             metrics["psnr_gain"] = gain
         for metric, value in metrics.items():
             values.setdefault((record["task"], metric), {})[record["id"]] = float(value)
