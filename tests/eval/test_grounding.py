@@ -1,5 +1,6 @@
 """Grounding metrics: validity on ground truth vs noise / shuffled frames / wrong subjects, and their parts."""
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from vimi.eval.grounding import (
     prediction_scores,
     validated_metrics,
 )
+from vimi.eval.tracking import to_frames
 
 METRICS = ("subject", "motion", "scene", "consistency", "two_subject")
 
@@ -250,3 +252,24 @@ def test_subject_prompts_use_memory_images_never_names_or_video_frames(validity_
     assert all(not item.prompt.images and "<image>" not in item.text for item in t2v)
     predict = build_items(validity_world, "predict", "heldout", n=2)
     assert all(item.first_frame is not None and item.first_frame.shape == (3, 32, 32) for item in predict)
+
+
+def test_colour_probe_reads_the_prompted_colour_in_truth_and_not_in_a_swapped_subject(validity_world):
+    """tools/subject_colour_probe.py: right on most ground truth, near chance on another subject or noise."""
+    spec = importlib.util.spec_from_file_location(
+        "subject_colour_probe", Path(__file__).parents[2] / "tools" / "subject_colour_probe.py"
+    )
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    world, scorer, rng = validity_world, heldout_scorer(validity_world), np.random.default_rng(2)
+    records = [r for r in world.videos("heldout") if len(r.subjects) == 1 and clearly_visible(r)][:16]
+    right = {"truth": [], "wrong_subject": [], "noise": []}
+    for record in records:
+        truth = ground_truth(world, record)
+        candidates = scorer.candidates(truth, record.id)
+        for kind, video in variants(world, record, rng).items():
+            if kind in right:
+                frames = to_frames(video, world.config.height, world.config.width)
+                right[kind].append(probe.colour_answer(scorer, frames, candidates) == truth.subjects[0])
+    rates = {kind: float(np.mean(values)) for kind, values in right.items()}
+    assert rates["truth"] >= 0.75 and rates["wrong_subject"] <= 0.25 and rates["noise"] <= 0.3, rates
