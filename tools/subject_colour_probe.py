@@ -76,6 +76,10 @@ def colour_reads(folder: Path) -> dict[str, dict[str, dict[str, float]]]:
                 if media.is_file():
                     answer = colour_answer(scorer, to_frames(read_gif(media), *size), candidates)
                     reads[name][kind][row["id"]] = float(answer == truth.subjects[0])
+        if not reads[name]["generated"]:
+            raise SystemExit(
+                f"{folder}: no subject videos in media/ (score the subject task with vimi eval grounding)"
+            )
     return reads
 
 
@@ -90,7 +94,8 @@ def main() -> None:
             for kind, right in kinds.items():
                 values = np.asarray(list(right.values()))
                 low, high = bootstrap_ci(values)
-                line = f"{folder} {name} {kind}: colour right {values.mean():.1%} [{low:.1%}, {high:.1%}] of {len(values)}"
+                share = f"{values.mean():.1%} [{low:.1%}, {high:.1%}]"
+                line = f"{folder} {name} {kind}: colour right {share} of {len(values)}"
                 if kind == "generated":
                     if first is None:
                         first = (f"{folder} {name}", right)
