@@ -15,26 +15,18 @@ folder after the first, on the same prompts, the paired difference to the first.
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from vimi.config import load_config
+from vimi.data.video_io import probe_video, read_video
 from vimi.data.world.loader import load_world
+from vimi.eval.bench import split_scorer
 from vimi.eval.bootstrap import bootstrap_ci
 from vimi.eval.grounding import GroundingScorer, GroundTruth
 from vimi.eval.tracking import to_frames
-
-
-def read_gif(path: Path) -> np.ndarray:
-    """uint8 [T, H, W, 3]: every frame of a GIF."""
-    frames = []
-    with Image.open(path) as gif:
-        for index in range(gif.n_frames):
-            gif.seek(index)
-            frames.append(np.asarray(gif.convert("RGB")))
-    return np.stack(frames)
 
 
 def sprite_colour(sprite: np.ndarray) -> np.ndarray:
@@ -57,10 +49,9 @@ def colour_answer(scorer: GroundingScorer, frames: np.ndarray, candidates: list[
 def colour_reads(folder: Path) -> dict[str, dict[str, dict[str, float]]]:
     """checkpoint name -> {"generated", "truth"} -> prompt id -> 1.0 if its colour answers the prompted subject."""
     summary = json.loads((folder / "metrics.json").read_text())
-    cfg = load_config(folder / "config.yaml").eval
+    cfg = replace(load_config(folder / "config.yaml").eval, split=summary["split"])
     world = load_world(summary["world"])
-    pool = [world.subject_index(s.id) for s in world.subjects_in(summary["split"])]
-    scorer = GroundingScorer(world.renderer, cfg, pool)
+    scorer = split_scorer(world, cfg)
     size = (world.config.height, world.config.width)
     reads = {}
     for name, result in summary.items():
@@ -74,7 +65,8 @@ def colour_reads(folder: Path) -> dict[str, dict[str, dict[str, float]]]:
             for kind, suffix in (("generated", "run0"), ("truth", "truth")):
                 media = folder / "media" / f"{row['id']}-{suffix}.gif"
                 if media.is_file():
-                    answer = colour_answer(scorer, to_frames(read_gif(media), *size), candidates)
+                    video = read_video(media, probe_video(media).num_frames)  # [C, T, H, W]
+                    answer = colour_answer(scorer, to_frames(video, *size), candidates)
                     reads[name][kind][row["id"]] = float(answer == truth.subjects[0])
         if not reads[name]["generated"]:
             raise SystemExit(

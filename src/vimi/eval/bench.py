@@ -158,6 +158,12 @@ def build_items(
     return items
 
 
+def split_scorer(world: GroundedWorld, cfg: EvalConfig) -> GroundingScorer:
+    """The scorer of cfg.split's prompts: its distractor candidates are that split's subjects."""
+    pool = [world.subject_index(s.id) for s in world.subjects_in(cfg.split)]
+    return GroundingScorer(world.renderer, cfg, pool)
+
+
 def run_benchmark(
     world: GroundedWorld,
     generate_fn: GenerateFn,
@@ -167,8 +173,7 @@ def run_benchmark(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> BenchResult:
     """Build the prompts of each task, generate in batches of cfg.batch_size, score every video exactly."""
-    pool = [world.subject_index(s.id) for s in world.subjects_in(cfg.split)]
-    scorer = GroundingScorer(world.renderer, cfg, pool)
+    scorer = split_scorer(world, cfg)
     items = [
         item
         for task in tasks
