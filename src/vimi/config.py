@@ -250,6 +250,11 @@ class DiffusionConfig:
     """EDM (Karras et al. 2022) with the Snap Video noise shift for video size."""
 
     sigma_data: float = 0.5
+    sigma_skip: float | None = None
+    """Noise level where the denoiser's skip of its input fades (c_skip = sigma_skip^2 / (sigma^2 + sigma_skip^2));
+    None is EDM's sigma_data. Smaller makes the network predict the clean video (x0) at every sigma above it
+    instead of a mix of video and noise: a pixel-space patch (2x4x4x3 = 96 values) then need not carry its noise
+    through a width-128 network (Li & He 2025, JiT). docs/training-log.md, session 17."""
     p_mean: float = -1.2
     """Mean of log-sigma during training, before the resolution shift."""
     p_std: float = 1.2

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from vimi.config import DiffusionConfig
@@ -35,15 +36,32 @@ class ZeroNet(torch.nn.Module):
         return torch.zeros_like(x)
 
 
-def test_loss_of_zero_network_matches_closed_form():
+@pytest.mark.parametrize("sigma_skip", [None, 0.05])
+def test_loss_of_zero_network_matches_closed_form(sigma_skip):
     # With F = 0, D = c_skip (x0 + sigma n); the weighted error is then data-independent in expectation.
-    denoiser = EDMDenoiser(ZeroNet(), sigma_data=0.5)
+    denoiser = EDMDenoiser(ZeroNet(), sigma_data=0.5, sigma_skip=sigma_skip)
     x0 = torch.randn(4096, 1, 1, 2, 2) * 0.5
     cond = {"tokens": torch.zeros(4096, 1, 1), "mask": torch.ones(4096, 1, dtype=torch.bool)}
-    loss = edm_loss(denoiser, x0, cond, DiffusionConfig(), generator=torch.Generator().manual_seed(0))
+    cfg = DiffusionConfig(sigma_skip=sigma_skip)
+    loss = edm_loss(denoiser, x0, cond, cfg, generator=torch.Generator().manual_seed(0))
     assert loss.shape == (4096,)
     # E[loss] = lambda * (c_skip^2 sigma^2 + (1 - c_skip)^2 sd^2) = 1 for every sigma when data var = sd^2.
     assert abs(loss.mean().item() - 1.0) < 0.05
+
+
+def test_sigma_skip_predicts_x0_above_it_and_passes_the_input_below():
+    sigma = torch.tensor([1e-4, 0.05, 0.5, 2.0, 40.0], dtype=torch.float64)
+    edm = edm_preconditioning(sigma, 0.5)
+    closed_form = (0.25 / (sigma**2 + 0.25), sigma * 0.5 / (sigma**2 + 0.25).sqrt())  # EDM Table 1
+    torch.testing.assert_close(edm[:2], closed_form)
+    torch.testing.assert_close(edm_preconditioning(sigma, 0.5, sigma_skip=0.5), edm)
+    c_skip, c_out, c_in, _ = edm_preconditioning(sigma, 0.5, sigma_skip=0.05)
+    torch.testing.assert_close(c_in, edm[2])  # the network's input is scaled as before
+    assert c_skip[0] > 0.99 and c_skip[1] == 0.5 and torch.all(c_skip[2:] <= (0.05 / sigma[2:]) ** 2)
+    # The share of noise in the network's target (x0 - c_skip (x0 + sigma n)) / c_out at sigma = 0.5: EDM
+    # asks the network to reproduce 0.71 of it, pixel for pixel; sigma_skip = 0.05 a hundredth.
+    noise_share = lambda c_skip, c_out: (c_skip * sigma / c_out)[2].item()  # noqa: E731
+    assert noise_share(*edm[:2]) > 0.7 and noise_share(c_skip, c_out) < 0.011
 
 
 def test_noise_shift_follows_video_size():

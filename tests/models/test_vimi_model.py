@@ -154,3 +154,18 @@ def test_guided_sampling_of_a_thumbnail_model_follows_the_guidance_formula() -> 
     videos = sample_videos(model, prompts, (1, 3, 4, 16, 16), [0], cfg.diffusion, steps=2, sampler="euler",
                            guidance_text=2.0, guidance_image=3.0)  # fmt: skip
     assert videos.shape == (1, 3, 4, 16, 16) and videos.isfinite().all()
+
+
+def test_sigma_skip_from_the_config_sets_what_an_untrained_model_keeps_of_its_input() -> None:
+    overrides = ["model.backbone.hidden=32", "model.backbone.depth=1", "model.backbone.heads=2"]
+    video = torch.rand(2, 3, 4, 16, 16) * 2 - 1
+    noisy = video + 0.5 * torch.randn_like(video)
+    sigma = torch.full((2,), 0.5)
+    prompts = [MultimodalPrompt(["a cat moves left"], "t2v")] * 2
+    kept = {}
+    for skip in ("null", "0.05"):
+        model = build_model(load_config(None, [*overrides, f"diffusion.sigma_skip={skip}"]))
+        denoised = model.denoiser(noisy, sigma, model.condition(prompts))  # the output layer starts at zero
+        kept[skip] = (denoised * noisy).sum().item() / noisy.pow(2).sum().item()  # D = c_skip x
+    assert abs(kept["null"] - 0.5) < 1e-4  # EDM: sigma_data^2 / (sigma^2 + sigma_data^2)
+    assert abs(kept["0.05"] - 0.05**2 / (0.5**2 + 0.05**2)) < 1e-4  # x0-prediction: almost nothing of it

@@ -21,20 +21,28 @@ def append_dims(x: torch.Tensor, target_dims: int) -> torch.Tensor:
 
 
 def edm_preconditioning(
-    sigma: torch.Tensor, sigma_data: float
+    sigma: torch.Tensor, sigma_data: float, sigma_skip: float | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(c_skip, c_out, c_in, c_noise) of EDM Table 1 for noise levels sigma."""
+    """(c_skip, c_out, c_in, c_noise) of EDM Table 1 for noise levels sigma, with the skip's scale apart.
+
+    c_skip = sigma_skip^2 / (sigma^2 + sigma_skip^2) and c_out the standard deviation of the network's target
+    (x0 - c_skip x) / c_out under EDM's data model, so the target has unit variance at every sigma; with
+    sigma_skip = sigma_data (None) these are EDM's own formulas. A smaller sigma_skip predicts x0 (c_skip -> 0)
+    wherever sigma >> sigma_skip, while still passing the input through as sigma -> 0.
+    """
+    skip = sigma_data if sigma_skip is None else sigma_skip
     sigma_sq, data_sq = sigma**2, sigma_data**2
-    c_skip = data_sq / (sigma_sq + data_sq)
-    c_out = sigma * sigma_data / (sigma_sq + data_sq).sqrt()
+    c_skip = skip**2 / (sigma_sq + skip**2)
+    c_out = ((1 - c_skip) ** 2 * data_sq + c_skip**2 * sigma_sq).sqrt()
     c_in = 1 / (sigma_sq + data_sq).sqrt()
     c_noise = sigma.log() / 4
     return c_skip, c_out, c_in, c_noise
 
 
-def edm_loss_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
-    """lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma * sigma_data)^2, so the effective target has unit variance."""
-    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+def edm_loss_weight(sigma: torch.Tensor, sigma_data: float, sigma_skip: float | None = None) -> torch.Tensor:
+    """lambda(sigma) = 1 / c_out^2, so the effective target has unit variance; (sigma^2 + sigma_data^2) /
+    (sigma * sigma_data)^2 for EDM's skip."""
+    return edm_preconditioning(sigma, sigma_data, sigma_skip)[1].pow(-2)
 
 
 def noise_shift(shape: tuple[int, ...] | torch.Size, reference_size: int) -> float:
@@ -53,17 +61,24 @@ class EDMDenoiser(nn.Module):
     default and the network learns only what changes (`DiffusionConfig.context_residual`).
     """
 
-    def __init__(self, net: nn.Module, sigma_data: float, context_residual: bool = False):
+    def __init__(
+        self,
+        net: nn.Module,
+        sigma_data: float,
+        context_residual: bool = False,
+        sigma_skip: float | None = None,
+    ):
         super().__init__()
         self.net = net
         self.sigma_data = sigma_data
+        self.sigma_skip = sigma_skip
         self.context_residual = context_residual
 
     def forward(self, x_noisy: torch.Tensor, sigma: torch.Tensor | float, cond: dict) -> torch.Tensor:
         """x_noisy [B, C, T, H, W], sigma [B] (or a scalar), cond {"tokens", "mask", ...} -> x0_hat [B, C, T, H, W]."""
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x_noisy.device)
         sigma = sigma.float().expand(x_noisy.shape[0]) if sigma.ndim == 0 else sigma.float()
-        c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma, self.sigma_data)
+        c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma, self.sigma_data, self.sigma_skip)
         x32 = x_noisy.float()
         prior = cond.get("context") if self.context_residual else None
         if prior is not None:
@@ -106,7 +121,7 @@ def edm_loss(
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     x_noisy = x0 + append_dims(sigma, x0.ndim).to(x0.dtype) * noise
     denoised = denoiser(x_noisy, sigma, cond)
-    weight = edm_loss_weight(sigma, cfg.sigma_data)
+    weight = edm_loss_weight(sigma, cfg.sigma_data, cfg.sigma_skip)
     return weight * (denoised - x0.float()).pow(2).flatten(1).mean(dim=1)
 
 

@@ -44,7 +44,7 @@ class VimiModel(nn.Module):
         self.backbone = VideoDiT(cfg.model.backbone, self.autoencoder.latent_channels, self.encoder.out_dim)
         # Not registered as a submodule: its only weights are the backbone's, which stay under "backbone.*".
         self.__dict__["denoiser"] = EDMDenoiser(
-            self.backbone, cfg.diffusion.sigma_data, cfg.diffusion.context_residual
+            self.backbone, cfg.diffusion.sigma_data, cfg.diffusion.context_residual, cfg.diffusion.sigma_skip
         )
 
     def condition(
@@ -155,7 +155,7 @@ class VimiModel(nn.Module):
         noise = randn_per_sample(x0.shape, [seed ^ 0x5EED5EED for seed in seeds], x0.device, x0.dtype)
         x_noisy = x0 + append_dims(sigma, x0.ndim).to(x0.dtype) * noise
         denoised = self.denoiser(x_noisy, sigma, cond)
-        weight = edm_loss_weight(sigma, self.cfg.diffusion.sigma_data)
+        weight = edm_loss_weight(sigma, self.cfg.diffusion.sigma_data, self.cfg.diffusion.sigma_skip)
         return weight * (denoised - x0.float()).pow(2).flatten(1).mean(dim=1)
 
     def loss(
