@@ -17,10 +17,9 @@ import argparse
 import numpy as np
 import torch
 
-from vimi.data.image_io import from_uint8
 from vimi.data.world.loader import load_world
 from vimi.errors import VimiError
-from vimi.eval.bench import build_items
+from vimi.eval.bench import build_items, truth_videos
 from vimi.eval.sensitivity import gain_interval, relative_gain, swap_images
 from vimi.pipeline import VimiPipeline
 
@@ -49,12 +48,10 @@ def main() -> None:
     args = parser.parse_args()
     world = load_world(args.world)
     items = build_items(world, "subject", args.split, args.n)
-    videos, masks = [], []
-    for item in items:
-        frames = world.render_ground_truth(item.record)  # [T, H, W, 3] uint8
-        videos.append(from_uint8(frames))  # -> [C, T, H, W] in [-1, 1]
-        masks.append(torch.from_numpy(box_mask(item.record.boxes, frames.shape[:3])))
-    x0 = torch.stack(videos)  # [B, C, T, H, W]
+    x0 = truth_videos(world, items)  # [B, C, T, H, W]
+    masks = [
+        torch.from_numpy(box_mask(item.record.boxes, tuple(x0.shape[2:]))) for item in items
+    ]  # [T, H, W]
     inside = torch.stack(masks)[:, None].expand_as(x0)
     median = x0.median(dim=2, keepdim=True).values.expand_as(x0)  # the still scene, subject mostly gone
     floor = float(((median - x0) ** 2)[inside].mean())

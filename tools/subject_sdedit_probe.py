@@ -19,11 +19,10 @@ import numpy as np
 import torch
 
 from vimi.config import EvalConfig
-from vimi.data.image_io import from_uint8
 from vimi.data.world.loader import load_world
 from vimi.diffusion.edm import sampling_sigmas
 from vimi.diffusion.samplers import SAMPLERS, ModelFn
-from vimi.eval.bench import build_items, split_scorer
+from vimi.eval.bench import build_items, split_scorer, truth_videos
 from vimi.pipeline import VimiPipeline
 
 
@@ -70,9 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     world = load_world(args.world)
     items = build_items(world, "subject", args.split, args.n)
-    x0 = torch.stack(
-        [from_uint8(world.render_ground_truth(item.record)) for item in items]
-    )  # [B, C, T, H, W]
+    x0 = truth_videos(world, items)  # [B, C, T, H, W]
     pipeline = VimiPipeline.from_pretrained(args.checkpoint, device="cpu", weights=args.weights)
     model, sample = pipeline.model.eval(), pipeline.cfg.sample
     schedule = sampling_sigmas(sample.steps, pipeline.cfg.diffusion, x0.shape)

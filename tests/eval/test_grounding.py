@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from vimi.config import DiffusionConfig, EvalConfig, WorldConfig
-from vimi.data.image_io import from_uint8
 from vimi.data.world import GroundedWorld, build_world, load_world
 from vimi.diffusion.edm import sampling_sigmas
-from vimi.eval.bench import build_items, clearly_visible, ground_truth, subject_prompt
+from vimi.eval.bench import build_items, clearly_visible, ground_truth, subject_prompt, truth_videos
 from vimi.eval.bootstrap import bootstrap_ci
 from vimi.eval.grounding import (
     MIN_TRAVEL,
@@ -290,9 +289,7 @@ def test_sdedit_probe_reads_subjects_back_from_a_denoiser_that_keeps_them_and_no
     probe = load_tool("subject_sdedit_probe")
     world, scorer = validity_world, heldout_scorer(validity_world)
     items = build_items(world, "subject", "heldout", 8)
-    x0 = torch.stack(
-        [from_uint8(world.render_ground_truth(item.record)) for item in items]
-    )  # [B, C, T, H, W]
+    x0 = truth_videos(world, items)  # [B, C, T, H, W]
     renderer = world.renderer
     backgrounds = [
         renderer.background(i.truth.scene, i.record.scene_variant) for i in items

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from vimi.config import EvalConfig
+from vimi.data.image_io import from_uint8
 from vimi.data.world import GroundedWorld, VideoGroundTruth
 from vimi.errors import ConfigError
 from vimi.eval.bootstrap import bootstrap_ci
@@ -156,6 +157,11 @@ def build_items(
             )
         )
     return items
+
+
+def truth_videos(world: GroundedWorld, items: Sequence[BenchItem]) -> torch.Tensor:
+    """The items' exact ground-truth videos [B, C, T, H, W] in [-1, 1] (what the probes in tools/ noise)."""
+    return torch.stack([from_uint8(world.render_ground_truth(item.record)) for item in items])
 
 
 def split_scorer(world: GroundedWorld, cfg: EvalConfig) -> GroundingScorer:
