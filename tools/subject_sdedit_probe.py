@@ -34,10 +34,11 @@ def sdedit(
     noise: torch.Tensor,
     sampler: str,
 ) -> torch.Tensor:
-    """x0 [B, C, T, H, W] noised to `start` with `noise`, sampled down `schedule`'s levels below it to zero."""
+    """x0 [B, C, T, H, W] (diffusion space) noised to `start` with `noise`, sampled down `schedule`'s levels
+    below it to zero."""
     below = schedule[schedule < start]
     sigmas = torch.cat([below.new_tensor([start]), below])
-    return SAMPLERS[sampler](denoise, x0 + start * noise, sigmas).clamp(-1, 1)
+    return SAMPLERS[sampler](denoise, x0 + start * noise, sigmas)
 
 
 def grid_image(videos: list[torch.Tensor], frames=(0, 4, 7), rows: int = 8) -> np.ndarray:
@@ -72,9 +73,11 @@ def main() -> None:
     x0 = truth_videos(world, items)  # [B, C, T, H, W]
     pipeline = VimiPipeline.from_pretrained(args.checkpoint, device="cpu", weights=args.weights)
     model, sample = pipeline.model.eval(), pipeline.cfg.sample
-    schedule = sampling_sigmas(sample.steps, pipeline.cfg.diffusion, x0.shape)
+    # Noised and sampled in the diffusion space (the pixels themselves for the identity autoencoder).
+    z0 = model.autoencoder.encode(x0)  # [B, C', T', H', W']
+    schedule = sampling_sigmas(sample.steps, pipeline.cfg.diffusion, z0.shape)
     cond = model.condition([item.prompt for item in items], size=tuple(x0.shape[-2:]))
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(args.seed))
+    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(args.seed))
     scorer = split_scorer(world, EvalConfig(split=args.split))
 
     def read(videos: torch.Tensor) -> tuple[int, int]:
@@ -100,14 +103,14 @@ def main() -> None:
             out.append(
                 sdedit(
                     denoise,
-                    x0[b : b + args.batch],
+                    z0[b : b + args.batch],
                     start,
                     schedule,
                     noise[b : b + args.batch],
                     sample.sampler,
                 )
             )
-        videos = torch.cat(out)
+        videos = model.autoencoder.decode(torch.cat(out)).clamp(-1, 1)
         shown.append(videos)
         count, right = read(videos)
         print(f"{start:>11g}  {int((schedule < start).sum()):>5}  {count:>5}  {right:>5}", flush=True)
