@@ -4,8 +4,8 @@
         [--grid grid.png]
 
 SDEdit (Meng et al. 2022) as a probe: the same first-N subject prompts `vimi eval grounding --task subject`
-scores, their exact ground-truth videos, noised to each start level and sampled down to zero with the
-checkpoint's own sampler and schedule (the steps of the schedule below the start; the full prompt's
+scores, their exact ground-truth videos, noised to each start level (in the checkpoint's diffusion space: encoded
+by its autoencoder, decoded after) and sampled down to zero with the checkpoint's own sampler and schedule (the steps of the schedule below the start; the full prompt's
 denoiser, i.e. guidance 1, the shipped checkpoint's setting). It prints, per start, how
 many subjects the scorer reads at all and how many it reads right; the truth itself is read in about all. A
 model whose denoiser keeps a sprite it can still see reads most of them back from a low start; where the count
@@ -23,22 +23,25 @@ from vimi.data.world.loader import load_world
 from vimi.diffusion.edm import sampling_sigmas
 from vimi.diffusion.samplers import SAMPLERS, ModelFn
 from vimi.eval.bench import build_items, split_scorer, truth_videos
+from vimi.models.autoencoders import Autoencoder
 from vimi.pipeline import VimiPipeline
 
 
 def sdedit(
     denoise: ModelFn,
-    x0: torch.Tensor,
+    autoencoder: Autoencoder,
+    videos: torch.Tensor,
     start: float,
     schedule: torch.Tensor,
     noise: torch.Tensor,
     sampler: str,
 ) -> torch.Tensor:
-    """x0 [B, C, T, H, W] (diffusion space) noised to `start` with `noise`, sampled down `schedule`'s levels
-    below it to zero."""
+    """Pixel videos [B, C, T, H, W] moved to the diffusion space (`denoise`'s), noised there to `start` with
+    `noise` [B, C', T', H', W'], sampled down `schedule`'s levels below it to zero, and decoded to pixels."""
     below = schedule[schedule < start]
     sigmas = torch.cat([below.new_tensor([start]), below])
-    return SAMPLERS[sampler](denoise, x0 + start * noise, sigmas)
+    latents = autoencoder.encode(videos)  # [B, C', T', H', W'] (the pixels for the identity autoencoder)
+    return autoencoder.decode(SAMPLERS[sampler](denoise, latents + start * noise, sigmas)).clamp(-1, 1)
 
 
 def grid_image(videos: list[torch.Tensor], frames=(0, 4, 7), rows: int = 8) -> np.ndarray:
@@ -73,11 +76,10 @@ def main() -> None:
     x0 = truth_videos(world, items)  # [B, C, T, H, W]
     pipeline = VimiPipeline.from_pretrained(args.checkpoint, device="cpu", weights=args.weights)
     model, sample = pipeline.model.eval(), pipeline.cfg.sample
-    # Noised and sampled in the diffusion space (the pixels themselves for the identity autoencoder).
-    z0 = model.autoencoder.encode(x0)  # [B, C', T', H', W']
-    schedule = sampling_sigmas(sample.steps, pipeline.cfg.diffusion, z0.shape)
+    latent_shape = (len(items), *model.autoencoder.latent_shape(*x0.shape[2:]))  # [B, C', T', H', W']
+    schedule = sampling_sigmas(sample.steps, pipeline.cfg.diffusion, latent_shape)
     cond = model.condition([item.prompt for item in items], size=tuple(x0.shape[-2:]))
-    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(args.seed))
+    noise = torch.randn(latent_shape, generator=torch.Generator().manual_seed(args.seed))
     scorer = split_scorer(world, EvalConfig(split=args.split))
 
     def read(videos: torch.Tensor) -> tuple[int, int]:
@@ -103,14 +105,15 @@ def main() -> None:
             out.append(
                 sdedit(
                     denoise,
-                    z0[b : b + args.batch],
+                    model.autoencoder,
+                    x0[b : b + args.batch],
                     start,
                     schedule,
                     noise[b : b + args.batch],
                     sample.sampler,
                 )
             )
-        videos = model.autoencoder.decode(torch.cat(out)).clamp(-1, 1)
+        videos = torch.cat(out)
         shown.append(videos)
         count, right = read(videos)
         print(f"{start:>11g}  {int((schedule < start).sum()):>5}  {count:>5}  {right:>5}", flush=True)

@@ -21,6 +21,7 @@ from vimi.eval.grounding import (
     validated_metrics,
 )
 from vimi.eval.tracking import to_frames
+from vimi.models.autoencoders import IdentityAutoencoder
 
 METRICS = ("subject", "motion", "scene", "consistency", "two_subject")
 
@@ -285,7 +286,8 @@ def test_sdedit_probe_reads_subjects_back_from_a_denoiser_that_keeps_them_and_no
     validity_world,
 ):
     """tools/subject_sdedit_probe.py: an exact denoiser gives the truth back from any start (all read), one that
-    knows only the scene (the clip without its subject) none, however low the start."""
+    knows only the scene (the clip without its subject) none, however low the start; in a latent space (here
+    the pixels scaled by 2) the truth is noised and denoised there and comes back as pixels."""
     probe = load_tool("subject_sdedit_probe")
     world, scorer = validity_world, heldout_scorer(validity_world)
     items = build_items(world, "subject", "heldout", 8)
@@ -304,10 +306,23 @@ def test_sdedit_probe_reads_subjects_back_from_a_denoiser_that_keeps_them_and_no
             bool(scorer.score(v, item.truth, item.id).predicted_subjects) for v, item in zip(videos, items)
         )
 
+    pixels, scaled = IdentityAutoencoder(), IdentityAutoencoder(scaling_factor=2.0)
     for start in (0.5, 5.0):
-        exact = probe.sdedit(lambda x, sigma: x0, x0, start, schedule, noise, "euler_ancestral")
-        torch.testing.assert_close(exact, x0, atol=1e-5, rtol=0)
+        exact = probe.sdedit(lambda x, sigma: x0, pixels, x0, start, schedule, noise, "euler_ancestral")
+        torch.testing.assert_close(exact, x0.clamp(-1, 1), atol=1e-5, rtol=0)
         assert read(exact) == read(x0) >= 7
-        assert read(probe.sdedit(lambda x, sigma: scene, x0, start, schedule, noise, "euler_ancestral")) == 0
+        scene_only = probe.sdedit(
+            lambda x, sigma: scene, pixels, x0, start, schedule, noise, "euler_ancestral"
+        )
+        assert read(scene_only) == 0
+        seen = []
+
+        def exact_latent(x, sigma, seen=seen):
+            seen.append(x)
+            return 2 * x0
+
+        latent = probe.sdedit(exact_latent, scaled, x0, start, schedule, noise, "euler_ancestral")
+        torch.testing.assert_close(latent, x0.clamp(-1, 1), atol=1e-5, rtol=0)
+        torch.testing.assert_close(seen[0], 2 * x0 + start * noise)  # noised in the latent space
     grid = probe.grid_image([x0, scene], rows=3)
     assert grid.shape == (3 * 32, 2 * 3 * (32 + 1) + 2 * 4, 3) and grid.dtype == np.uint8
