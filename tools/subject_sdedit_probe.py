@@ -9,8 +9,9 @@ encoded by its autoencoder, decoded after) and sampled down to zero with the che
 schedule (the steps of the schedule below the start; the full prompt's denoiser, i.e. guidance 1, the shipped
 checkpoint's setting). It prints, per start, how many subjects the scorer reads at all and how many it reads
 right; the truth itself is read in about all. A model whose denoiser keeps a sprite it can still see reads most
-of them back from a low start; where the count falls is where its sampling loses subjects. The sigma_skip trial of docs/training-log.md (session 17) was
-measured with this. --grid writes frames 0, 4 and 7 of the first eight videos, the truth and then each start.
+of them back from a low start; where the count falls is where its sampling loses subjects. The sigma_skip
+trial of docs/training-log.md (session 17) and session 18's memorisation trials were measured with this.
+--grid writes frames 0, 4 and 7 of the first eight videos, the truth and then each start.
 """
 
 import argparse
