@@ -153,6 +153,42 @@ def test_collate_pads_missing_context_with_zero_mask(world):
     assert batch.indices == list(range(12))
 
 
+def test_prompts_prepared_in_a_worker_condition_the_model_as_in_the_loop(world):
+    """The trainer's collate prepares the prompts (image files read, text tokenized) in a DataLoader worker
+    process; the model conditioned on that is the model conditioned on the prompts themselves."""
+    from functools import partial
+
+    from vimi.models.vimi_model import PreparedPrompts, build_model, prepare_prompts
+
+    cfg = config(world, subject=1, predict=1, retrieval_t2v=1)
+    for key, value in (("hidden", 32), ("depth", 1), ("heads", 2), ("image_thumbnail", 4)):
+        setattr(cfg.model.backbone, key, value)
+    cfg.model.encoder.dim, cfg.model.encoder.depth, cfg.model.encoder.heads = 32, 1, 2
+    dataset = build_task_dataset(cfg)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=[list(range(12))],
+        num_workers=1,
+        collate_fn=partial(collate_samples, prepare=partial(prepare_prompts, cfg)),
+    )
+    batch = next(iter(loader))
+    assert isinstance(batch.prepared, PreparedPrompts) and batch.prepared.layout.images.shape[0] > 0
+    assert batch.prepared.thumbnails.shape == (12, 3 * 4 * 4 + 1)
+    model = build_model(cfg)
+    size = batch.videos.shape[-2:]
+    here, there = (
+        model.condition(batch.prompts, size=size),
+        model.condition(batch.prompts, size=size, prepared=batch.prepared),
+    )
+    assert here.keys() == there.keys() == {"tokens", "mask", "thumbnails"}
+    assert all(torch.equal(here[key], there[key]) for key in here)
+    assert not torch.equal(here["thumbnails"], model.condition(batch.prompts[::-1], size=size)["thumbnails"])
+    args = (batch.videos, batch.prompts, batch.context, batch.context_mask)
+    assert torch.equal(
+        model(*args, seeds=batch.seeds), model(*args, seeds=batch.seeds, prepared=batch.prepared)
+    )
+
+
 def test_in_memory_and_streaming_clips_agree(world):
     cfg = config(world, t2v=1)
     streamed = config(world, t2v=1)

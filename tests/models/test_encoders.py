@@ -11,8 +11,15 @@ from PIL import Image as PILImage
 
 from vimi.config import EncoderConfig
 from vimi.errors import PromptError
-from vimi.models.encoders import EncoderCache, SmallMultimodalEncoder, build_encoder
-from vimi.models.encoders.small import word_tokens
+from vimi.models.encoders import EncoderCache, SmallMultimodalEncoder, build_encoder, pad_rows
+from vimi.models.encoders.small import (
+    IMAGE_SEGMENT,
+    NULL_SEGMENT,
+    PAD_SEGMENT,
+    TEXT_SEGMENT,
+    prompt_layout,
+    word_tokens,
+)
 from vimi.models.encoders.vision import prepare_images
 from vimi.prompt import Image, MultimodalPrompt, Text
 
@@ -106,6 +113,40 @@ def test_word_tokenizer_is_one_token_a_word_case_free_and_stable() -> None:
     assert mask.sum(1).tolist() == [1 + 1 + 3 + 2 * patches, 1 + 5, 1, 1 + patches]
     a, b = encoder.encode([MultimodalPrompt(["in the city"]), MultimodalPrompt(["in the desert"])])[0]
     assert (a - b).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_small_encoder_layout_matches_a_segment_by_segment_embedding() -> None:
+    """prompt_layout + encode_layout (batched gathers) against the plain construction: per prompt, the null
+    token, then each text segment's word embeddings and each image's patch tokens, each plus its segment type."""
+    torch.manual_seed(0)
+    encoder = SmallMultimodalEncoder(TINY).eval()
+    prompts = sample_prompts()
+    layout = prompt_layout(TINY, prompts)
+    patches = encoder.vision.num_tokens
+    # The last prompt's image is the batch's third: its patch rows follow the first prompt's two images'.
+    assert layout.image_slots[3, 1 : 1 + patches].tolist() == list(range(2 * patches, 3 * patches))
+    assert layout.segment[2].tolist() == [NULL_SEGMENT] + [PAD_SEGMENT] * (layout.segment.shape[1] - 1)
+    image_tokens = encoder.vision(prepare_images([im.load() for p in prompts for im in p.images], 16))
+    kinds, rows, next_image = encoder.segment_embed.weight, [], 0
+    for prompt in prompts:
+        pieces = [encoder.null_token[None] + kinds[NULL_SEGMENT]]
+        for segment in prompt.segments:
+            if isinstance(segment, Text):
+                pieces.append(
+                    encoder.text_embed(torch.tensor(encoder.tokenize(segment.text))) + kinds[TEXT_SEGMENT]
+                )
+            else:
+                pieces.append(image_tokens[next_image] + kinds[IMAGE_SEGMENT])
+                next_image += 1
+        rows.append(torch.cat(pieces))
+    x, mask = pad_rows(rows)
+    x = x + encoder.position[: x.shape[1]]
+    for block in encoder.blocks:
+        x = block(x, mask)
+    tokens, layout_mask = encoder.encode_layout(layout)
+    assert torch.equal(layout_mask, mask)
+    assert torch.equal(tokens, encoder.norm(x) * mask[..., None])
 
 
 def test_small_encoder_trains_and_rejects_overlong_prompts() -> None:

@@ -17,8 +17,10 @@ Tasks (paper Sec. 3):
 import json
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,10 +53,18 @@ class TaskBatch:
     context_mask: torch.Tensor | None  # [B, 1, T, H, W]
     indices: list[int]
     seeds: list[int]
+    prepared: Any = None
+    """What `prepare` made of the prompts in the DataLoader worker (the trainer's: vimi_model.PreparedPrompts)."""
 
 
-def collate_samples(samples: list[TaskSample]) -> TaskBatch:
-    """Stack samples; when any sample has context frames, the others get zeros with a zero mask."""
+def collate_samples(
+    samples: list[TaskSample], prepare: Callable[[list[MultimodalPrompt]], Any] | None = None
+) -> TaskBatch:
+    """Stack samples; when any sample has context frames, the others get zeros with a zero mask.
+
+    prepare: run on the batch's prompts here, so that CPU work on them (reading images, tokenizing) happens in
+    the DataLoader's workers rather than in the training loop.
+    """
     videos = torch.stack([s.video for s in samples])
     context = context_mask = None
     if any(s.context is not None for s in samples):
@@ -64,13 +74,15 @@ def collate_samples(samples: list[TaskSample]) -> TaskBatch:
         context_mask = torch.stack(
             [s.context_mask if s.context_mask is not None else torch.zeros_like(s.video[:1]) for s in samples]
         )
+    prompts = [s.prompt for s in samples]
     return TaskBatch(
-        [s.prompt for s in samples],
+        prompts,
         videos,
         context,
         context_mask,
         [s.index for s in samples],
         [s.seed for s in samples],
+        prepare(prompts) if prepare is not None else None,
     )
 
 

@@ -1,6 +1,7 @@
 """VimiModel: the multimodal encoder, the VideoDiT backbone under EDM preconditioning, and the autoencoder."""
 
 import logging
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from vimi.diffusion import (
 )
 from vimi.errors import CheckpointError
 from vimi.models.encoders import build_encoder
+from vimi.models.encoders.small import PromptLayout, prompt_layout
 from vimi.models.encoders.vision import fit_image
 from vimi.models.video_dit import VideoDiT
 from vimi.prompt import MultimodalPrompt
@@ -53,19 +55,26 @@ class VimiModel(nn.Module):
         context: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
         size: tuple[int, int] | None = None,
+        prepared: "PreparedPrompts | None" = None,
     ) -> dict:
         """The diffusion condition for `prompts`; given frames (pixels [B, C, T, H, W]) move to the latent space.
 
         size: the video's (H, W) in pixels, which reference images (backbone.reference_images) are fitted to.
+        prepared: `prepare_prompts(cfg, prompts)`, done ahead (in a DataLoader worker), so that here the
+        prompts cost only device work; without it they are prepared here.
         """
-        tokens, mask = self.encoder.encode(prompts)
+        prepared = prepared if prepared is not None else prepare_prompts(self.cfg, prompts)
+        if prepared.layout is not None and not (self.encoder.cache is not None and self.encoder.is_frozen):
+            tokens, mask = self.encoder.encode_layout(prepared.layout)
+        else:  # an encoder without a layout, or a frozen one that looks its outputs up in its cache
+            tokens, mask = self.encoder.encode(prompts)
         cond = {"tokens": tokens, "mask": mask.to(tokens.device)}
         if self.cfg.model.backbone.reference_images:
             if size is None:
                 raise ValueError("condition: reference images need the video `size` (H, W)")
             cond["references"], cond["reference_mask"] = self.reference_clips(prompts, size, tokens.device)
         if self.cfg.model.backbone.image_thumbnail:
-            cond["thumbnails"] = self.thumbnails(prompts, tokens.device)
+            cond["thumbnails"] = prepared.thumbnails.to(tokens.device)
         if context is not None:
             if context_mask is None:
                 raise ValueError("condition: `context` frames need a `context_mask` [B, 1, T, H, W]")
@@ -80,20 +89,6 @@ class VimiModel(nn.Module):
             cond["context"] = context
             cond["context_mask"] = latent_mask  # [B, 1, T', H', W']
         return cond
-
-    @torch.no_grad()
-    def thumbnails(self, prompts: list[MultimodalPrompt], device: torch.device) -> torch.Tensor:
-        """Each prompt's images fitted to N x N and averaged, flattened, with a has-image flag: [B, 3*N*N + 1]
-        (zeros and flag 0 for a prompt without images)."""
-        side = self.cfg.model.backbone.image_thumbnail
-        rows = []
-        for prompt in prompts:
-            if prompt.images:
-                pixels = torch.stack([fit_image(image.load(), side, side) for image in prompt.images]).mean(0)
-                rows.append(torch.cat([pixels.flatten(), torch.ones(1)]))
-            else:
-                rows.append(torch.zeros(3 * side * side + 1))
-        return torch.stack(rows).to(device)
 
     @torch.no_grad()
     def reference_clips(
@@ -130,15 +125,16 @@ class VimiModel(nn.Module):
         context_mask: torch.Tensor | None = None,
         seeds: list[int] | None = None,
         generator: torch.Generator | None = None,
+        prepared: "PreparedPrompts | None" = None,
     ) -> torch.Tensor:
-        """Per-sample EDM loss [B] of videos [B, C, T, H, W] in [-1, 1].
+        """Per-sample EDM loss [B] of videos [B, C, T, H, W] in [-1, 1] (`prepared`: see `condition`).
 
         With `seeds`, sample i's noise level and noise come only from seeds[i], so a sample's loss does
         not depend on which batch, rank or accumulation step it lands in (world-size-invariant training).
         """
         with torch.no_grad():
             x0 = self.autoencoder.encode(videos)  # [B, C', T', H', W']
-        cond = self.condition(prompts, context, context_mask, size=videos.shape[-2:])
+        cond = self.condition(prompts, context, context_mask, videos.shape[-2:], prepared)
         if seeds is None:
             return edm_loss(self.denoiser, x0, cond, self.cfg.diffusion, generator)
         if len(seeds) != x0.shape[0]:
@@ -177,6 +173,36 @@ class VimiModel(nn.Module):
     def shard_modules(self) -> list[nn.Module]:
         """Submodules that FSDP2 shards one by one (transformer blocks), before the root."""
         return [*self.backbone.blocks, *getattr(self.encoder, "blocks", [])]
+
+
+@dataclass
+class PreparedPrompts:
+    """What a batch of prompts becomes on the CPU before the model sees it (images read, text tokenized)."""
+
+    layout: PromptLayout | None
+    """The small encoder's input layout; None for the other encoders, which prepare their own prompts."""
+    thumbnails: torch.Tensor | None
+    """[B, 3*N*N + 1] with backbone.image_thumbnail = N (see `prompt_thumbnails`); None without it."""
+
+
+def prepare_prompts(cfg: VimiConfig, prompts: list[MultimodalPrompt]) -> PreparedPrompts:
+    """The CPU half of `VimiModel.condition`, a function of the config alone so a DataLoader worker can run it."""
+    layout = prompt_layout(cfg.model.encoder, prompts) if cfg.model.encoder.kind == "small" else None
+    side = cfg.model.backbone.image_thumbnail
+    return PreparedPrompts(layout, prompt_thumbnails(prompts, side) if side else None)
+
+
+def prompt_thumbnails(prompts: list[MultimodalPrompt], side: int) -> torch.Tensor:
+    """Each prompt's images fitted to side x side and averaged, flattened, with a has-image flag: [B, 3*side^2 + 1]
+    (zeros and flag 0 for a prompt without images)."""
+    rows = []
+    for prompt in prompts:
+        if prompt.images:
+            pixels = torch.stack([fit_image(image.load(), side, side) for image in prompt.images]).mean(0)
+            rows.append(torch.cat([pixels.flatten(), torch.ones(1)]))
+        else:
+            rows.append(torch.zeros(3 * side * side + 1))
+    return torch.stack(rows)
 
 
 def hold_last_given(context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

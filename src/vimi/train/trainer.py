@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ from vimi.models.vimi_model import (
     build_model,
     is_inference_key,
     load_inference_weights,
+    prepare_prompts,
     trainable_state_dict,
 )
 from vimi.train import checkpoint as ckpt
@@ -255,7 +257,9 @@ class Trainer:
         loader = torch.utils.data.DataLoader(
             self.dataset,
             batch_sampler=sampler,
-            collate_fn=collate_samples,
+            # The prompts' CPU work (images read, text tokenized) in the workers: on a GPU a loop over them
+            # in this process would otherwise bound the step (benchmarks/prompt_prep.py).
+            collate_fn=partial(collate_samples, prepare=partial(prepare_prompts, self.cfg)),
             num_workers=self.cfg.data.num_workers,
             persistent_workers=False,
         )
@@ -279,6 +283,7 @@ class Trainer:
                     _to(batch.context, device),
                     _to(batch.context_mask, device),
                     seeds=batch.seeds,
+                    prepared=batch.prepared,
                 )
                 # Normalised by this rank's share of the global batch; DDP/FSDP average over ranks.
                 loss = per_sample.float().sum() / rank_batch

@@ -88,11 +88,16 @@ class MultimodalEncoder(nn.Module):
     def check_length(self, num_tokens: int, prompt: MultimodalPrompt) -> None:
         """Raise PromptError when a prompt needs more condition tokens than cfg.max_tokens."""
         if num_tokens > self.cfg.max_tokens:
-            raise PromptError(
-                f"prompt needs {num_tokens} condition tokens ({len(prompt.images)} image(s), "
-                f"{len(prompt.text)} text characters) but model.encoder.max_tokens is {self.cfg.max_tokens}: "
-                f"shorten the text, use fewer images, or raise the limit. Prompt: {prompt.placeholder_text[:80]!r}"
-            )
+            raise_too_long(self.cfg, num_tokens, prompt)
+
+
+def raise_too_long(cfg: EncoderConfig, num_tokens: int, prompt: MultimodalPrompt) -> None:
+    """The PromptError of a prompt that needs `num_tokens` condition tokens, more than cfg.max_tokens."""
+    raise PromptError(
+        f"prompt needs {num_tokens} condition tokens ({len(prompt.images)} image(s), "
+        f"{len(prompt.text)} text characters) but model.encoder.max_tokens is {cfg.max_tokens}: "
+        f"shorten the text, use fewer images, or raise the limit. Prompt: {prompt.placeholder_text[:80]!r}"
+    )
 
 
 def pad_rows(rows: list[Tensor]) -> tuple[Tensor, Tensor]:

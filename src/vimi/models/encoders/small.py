@@ -2,16 +2,18 @@
 
 import re
 import zlib
+from dataclasses import astuple, dataclass
 
 import torch
 from torch import Tensor, nn
 
 from vimi.config import EncoderConfig
-from vimi.models.encoders.base import MultimodalEncoder, pad_rows
+from vimi.models.encoders.base import MultimodalEncoder, raise_too_long
 from vimi.models.encoders.vision import PatchVisionTower, TransformerBlock, prepare_images
 from vimi.prompt import MultimodalPrompt, Text
 
 NULL_SEGMENT, TEXT_SEGMENT, IMAGE_SEGMENT = 0, 1, 2
+PAD_SEGMENT = 3  # past a row's end: no embedding, masked
 
 
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]")
@@ -50,34 +52,93 @@ class SmallMultimodalEncoder(MultimodalEncoder):
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of a text segment under cfg.tokenizer."""
-        return byte_tokens(text) if self.cfg.tokenizer == "bytes" else word_tokens(text, self.vocab_size)
+        return tokenize(self.cfg, text)
 
     def num_tokens(self, prompt: MultimodalPrompt) -> int:
         """Condition tokens this prompt becomes (null + text tokens + image patches)."""
-        text_tokens = sum(len(self.tokenize(s.text)) for s in prompt.segments if isinstance(s, Text))
-        return 1 + text_tokens + len(prompt.images) * self.vision.num_tokens
+        return len(prompt_layout_row(self.cfg, prompt)[0])
 
     def _encode_batch(self, prompts: list[MultimodalPrompt]) -> tuple[Tensor, Tensor]:
-        for prompt in prompts:
-            self.check_length(self.num_tokens(prompt), prompt)
+        return self.encode_layout(prompt_layout(self.cfg, prompts))
+
+    def encode_layout(self, layout: "PromptLayout") -> tuple[Tensor, Tensor]:
+        """Tokens [B, L, D] and mask [B, L] of prompts laid out by `prompt_layout` (which may run in a DataLoader
+        worker): a fixed handful of batched ops, where a loop over segments would launch thousands of kernels."""
         device = self.position.device
-        images = [image.load() for prompt in prompts for image in prompt.images]
-        if images:
-            image_tokens = self.vision(prepare_images(images, self.cfg.image_size).to(device))  # [N, P, D]
-        segment_type = self.segment_embed.weight  # [3, D]
-        rows, next_image = [], 0
-        for prompt in prompts:
-            pieces = [(self.null_token + segment_type[NULL_SEGMENT])[None]]
-            for segment in prompt.segments:
-                if isinstance(segment, Text):
-                    ids = torch.tensor(self.tokenize(segment.text), dtype=torch.long, device=device)
-                    pieces.append(self.text_embed(ids) + segment_type[TEXT_SEGMENT])
-                else:
-                    pieces.append(image_tokens[next_image] + segment_type[IMAGE_SEGMENT])
-                    next_image += 1
-            rows.append(torch.cat(pieces))  # [L_i, D]
-        x, mask = pad_rows(rows)  # [B, L, D], [B, L]
+        layout = layout.to(device)
+        segment, mask = layout.segment, layout.segment != PAD_SEGMENT  # [B, L] each
+        text = self.text_embed(layout.text_ids.clamp(min=0))  # [B, L, D]
+        x = torch.where((segment == TEXT_SEGMENT)[..., None], text, 0.0)
+        if layout.images.shape[0]:
+            image_tokens = self.vision(layout.images).flatten(0, 1)  # [N, P, D] -> [N*P, D]
+            from_image = image_tokens[layout.image_slots.clamp(min=0)]  # [B, L, D]
+            x = x + torch.where((segment == IMAGE_SEGMENT)[..., None], from_image, 0.0)
+        x = x + torch.where((segment == NULL_SEGMENT)[..., None], self.null_token, 0.0)
+        # Each real token is (its embedding + its segment type); padding stays zero until the positions.
+        x = x + self.segment_embed(segment.clamp(max=IMAGE_SEGMENT)) * mask[..., None]
         x = x + self.position[: x.shape[1]]
         for block in self.blocks:
             x = block(x, mask)
         return self.norm(x) * mask[..., None], mask
+
+
+@dataclass
+class PromptLayout:
+    """A batch of prompts as the small encoder reads them, built on the CPU (`prompt_layout`) so that the device
+    only gathers: each position's segment type, text token id and image patch slot."""
+
+    segment: Tensor
+    """int64 [B, L]: NULL/TEXT/IMAGE_SEGMENT, or PAD_SEGMENT past a row's end."""
+    text_ids: Tensor
+    """int64 [B, L]: the token id at text positions, -1 elsewhere."""
+    image_slots: Tensor
+    """int64 [B, L]: at image positions, the row of the batch's patch tokens [N * P, D]; -1 elsewhere."""
+    images: Tensor
+    """float [N, 3, S, S]: the batch's images in prompt order, fitted to the vision tower's size."""
+
+    def to(self, device: torch.device | str) -> "PromptLayout":
+        return PromptLayout(*(tensor.to(device, non_blocking=True) for tensor in astuple(self)))
+
+
+def tokenize(cfg: EncoderConfig, text: str) -> list[int]:
+    """Token ids of a text segment under cfg.tokenizer."""
+    return byte_tokens(text) if cfg.tokenizer == "bytes" else word_tokens(text, cfg.vocab_size)
+
+
+def prompt_layout_row(cfg: EncoderConfig, prompt: MultimodalPrompt) -> tuple[list[int], list[int], list[int]]:
+    """One prompt's (segment types, text ids, image patch indices within its own images) over its tokens."""
+    patches = (cfg.image_size // cfg.image_patch) ** 2
+    segments, ids, slots = [NULL_SEGMENT], [-1], [-1]
+    image = 0
+    for piece in prompt.segments:
+        if isinstance(piece, Text):
+            tokens = tokenize(cfg, piece.text)
+            segments += [TEXT_SEGMENT] * len(tokens)
+            ids += tokens
+            slots += [-1] * len(tokens)
+        else:
+            segments += [IMAGE_SEGMENT] * patches
+            ids += [-1] * patches
+            slots += range(image * patches, (image + 1) * patches)
+            image += 1
+    return segments, ids, slots
+
+
+def prompt_layout(cfg: EncoderConfig, prompts: list[MultimodalPrompt]) -> PromptLayout:
+    """Tokenize, read and fit the images of, and lay out a batch of prompts: CPU work only (PromptError when a
+    prompt needs more than cfg.max_tokens tokens)."""
+    rows, offset = [], 0
+    for prompt in prompts:
+        segments, ids, slots = prompt_layout_row(cfg, prompt)
+        if len(segments) > cfg.max_tokens:
+            raise_too_long(cfg, len(segments), prompt)
+        rows.append((segments, ids, [slot + offset if slot >= 0 else -1 for slot in slots]))
+        offset += len(prompt.images) * (cfg.image_size // cfg.image_patch) ** 2
+    length = max(len(segments) for segments, _, _ in rows)
+    fills = (PAD_SEGMENT, -1, -1)
+    segment, text_ids, image_slots = (
+        torch.tensor([row[k] + [fills[k]] * (length - len(row[k])) for row in rows], dtype=torch.long)
+        for k in range(3)
+    )
+    images = prepare_images([image.load() for prompt in prompts for image in prompt.images], cfg.image_size)
+    return PromptLayout(segment, text_ids, image_slots, images)

@@ -1,0 +1,169 @@
+"""The training loop's work on a batch's prompts: vimi (images read and text tokenized in the DataLoader workers by
+`prepare_prompts`, then the small encoder's batched `encode_layout`) against what it did before session 19 (every
+prompt image read, every text segment tokenized and embedded one by one, in the loop itself), on the same batch.
+
+What matters on a GPU is the loop's host work: each op it dispatches there is a kernel launch of ~5-20 us of
+Python and driver time, while the model itself (3.8M parameters, 256 tokens) computes a batch of 256 in
+milliseconds. So it prints, per batch, the ops dispatched in the loop (device-independent: the launches a GPU would
+get) and the loop's wall time on --device, and the prepare step's time in a worker (which the workers overlap).
+
+    .venv/bin/python benchmarks/prompt_prep.py
+    .venv/bin/python benchmarks/prompt_prep.py --batch 256 --device cuda
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from vimi.config import load_config
+from vimi.models.encoders.base import pad_rows
+from vimi.models.encoders.small import IMAGE_SEGMENT, NULL_SEGMENT, TEXT_SEGMENT
+from vimi.models.encoders.vision import prepare_images
+from vimi.models.vimi_model import VimiModel, prepare_prompts, prompt_thumbnails
+from vimi.prompt import Image, MultimodalPrompt, Text
+
+WORDS = [
+    "a",
+    "the",
+    "blicket",
+    "dax",
+    "wug",
+    "runs",
+    "bounces",
+    "spins",
+    "grows",
+    "in",
+    "on",
+    "desert",
+    "city",
+    "forest",
+    "beach",
+    "snow",
+    "slowly",
+    "fast",
+]
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the aten ops dispatched inside it (each one a kernel launch on a GPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def make_prompts(folder: Path, batch: int, seed: int) -> list[MultimodalPrompt]:
+    """Subject-task-like prompts: 1-2 images (32x32 PNG files) between 4-10 words of text each."""
+    rng = np.random.default_rng(seed)
+    prompts = []
+    for row in range(batch):
+        segments = [Text(" ".join(rng.choice(WORDS, rng.integers(4, 10))))]
+        for column in range(int(rng.integers(1, 3))):
+            path = folder / f"{row}-{column}.png"
+            PILImage.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
+            segments += [Image(str(path)), Text(" " + " ".join(rng.choice(WORDS, rng.integers(2, 6))))]
+        prompts.append(MultimodalPrompt(segments))
+    return prompts
+
+
+def loop_before(model: VimiModel, prompts: list[MultimodalPrompt]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The peer: the small encoder's per-segment loop and the thumbnails, as the training loop ran them before."""
+    encoder, device = model.encoder, model.encoder.position.device
+    images = [image.load() for prompt in prompts for image in prompt.images]
+    image_tokens = encoder.vision(prepare_images(images, encoder.cfg.image_size).to(device))
+    segment_type = encoder.segment_embed.weight
+    rows, next_image = [], 0
+    for prompt in prompts:
+        pieces = [(encoder.null_token + segment_type[NULL_SEGMENT])[None]]
+        for segment in prompt.segments:
+            if isinstance(segment, Text):
+                ids = torch.tensor(encoder.tokenize(segment.text), dtype=torch.long, device=device)
+                pieces.append(encoder.text_embed(ids) + segment_type[TEXT_SEGMENT])
+            else:
+                pieces.append(image_tokens[next_image] + segment_type[IMAGE_SEGMENT])
+                next_image += 1
+        rows.append(torch.cat(pieces))
+    x, mask = pad_rows(rows)
+    x = x + encoder.position[: x.shape[1]]
+    for block in encoder.blocks:
+        x = block(x, mask)
+    # The thumbnails were made in the loop too (the same function, then a method of the model).
+    thumbnails = prompt_thumbnails(prompts, model.cfg.model.backbone.image_thumbnail)
+    return encoder.norm(x) * mask[..., None], thumbnails.to(device)
+
+
+def loop_vimi(
+    model: VimiModel, prompts: list[MultimodalPrompt], prepared
+) -> tuple[torch.Tensor, torch.Tensor]:
+    cond = model.condition(prompts, prepared=prepared)
+    return cond["tokens"], cond["thumbnails"]
+
+
+def timed(fn, repeats: int, device: str) -> float:
+    """Median milliseconds of fn() on `device` (synchronised on CUDA)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", default="configs/groundedworld-s-gpu-instruct.yaml")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cfg = load_config(args.config, overrides=["train.precision=fp32"])
+    model = VimiModel(cfg).to(args.device)
+    with tempfile.TemporaryDirectory() as folder:
+        prompts = make_prompts(Path(folder), args.batch, seed=0)
+        worker_ms = timed(lambda: prepare_prompts(cfg, prompts), args.repeats, "cpu")
+        prepared = prepare_prompts(cfg, prompts)
+        with torch.no_grad():
+            before, after = loop_before(model, prompts), loop_vimi(model, prompts, prepared)
+            if not all(torch.equal(a, b) for a, b in zip(before, after)):
+                raise SystemExit("the two paths disagree: the benchmark compares different work")
+            counts = []
+            for fn in (lambda: loop_before(model, prompts), lambda: loop_vimi(model, prompts, prepared)):
+                with OpCounter() as counter:
+                    fn()
+                counts.append(counter.count)
+            before_ms = timed(lambda: loop_before(model, prompts), args.repeats, args.device)
+            vimi_ms = timed(lambda: loop_vimi(model, prompts, prepared), args.repeats, args.device)
+    images = sum(len(prompt.images) for prompt in prompts)
+    segments = sum(len(prompt.segments) for prompt in prompts)
+    print(
+        f"batch {args.batch} prompts ({images} images, {segments} segments), encoder on {args.device}, 1 thread"
+    )
+    print(
+        f"ops dispatched in the loop:  before {counts[0]:6d}   vimi {counts[1]:4d}   ratio {counts[1] / counts[0]:.4f}"
+    )
+    print(
+        f"loop wall ms a batch:        before {before_ms:6.1f}   vimi {vimi_ms:6.1f}   ratio {vimi_ms / before_ms:.3f}"
+    )
+    print(
+        f"prepare_prompts in a worker: {worker_ms:.1f} ms a batch ({1000 * args.batch / worker_ms:.0f} prompts/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
