@@ -153,12 +153,12 @@ def test_collate_pads_missing_context_with_zero_mask(world):
     assert batch.indices == list(range(12))
 
 
-def test_prompts_prepared_in_a_worker_condition_the_model_as_in_the_loop(world):
-    """The trainer's collate prepares the prompts (image files read, text tokenized) in a DataLoader worker
-    process; the model conditioned on that is the model conditioned on the prompts themselves."""
+def test_batches_prepared_in_a_worker_train_the_model_as_in_the_loop(world):
+    """The trainer's collate prepares a batch (image files read, text tokenized, the seeds' noise drawn) in a
+    DataLoader worker process; the model's condition and loss on that are those on the batch itself."""
     from functools import partial
 
-    from vimi.models.vimi_model import PreparedPrompts, build_model, prepare_prompts
+    from vimi.models.vimi_model import PreparedBatch, build_model, prepare_batch
 
     cfg = config(world, subject=1, predict=1, retrieval_t2v=1)
     for key, value in (("hidden", 32), ("depth", 1), ("heads", 2), ("image_thumbnail", 4)):
@@ -169,11 +169,12 @@ def test_prompts_prepared_in_a_worker_condition_the_model_as_in_the_loop(world):
         dataset,
         batch_sampler=[list(range(12))],
         num_workers=1,
-        collate_fn=partial(collate_samples, prepare=partial(prepare_prompts, cfg)),
+        collate_fn=partial(collate_samples, prepare=partial(prepare_batch, cfg, latent_shape=(3, 4, 16, 16))),
     )
     batch = next(iter(loader))
-    assert isinstance(batch.prepared, PreparedPrompts) and batch.prepared.layout.images.shape[0] > 0
+    assert isinstance(batch.prepared, PreparedBatch) and batch.prepared.layout.images.shape[0] > 0
     assert batch.prepared.thumbnails.shape == (12, 3 * 4 * 4 + 1)
+    assert batch.prepared.noise.shape == (12, 3, 4, 16, 16) and batch.prepared.sigma.shape == (12,)
     model = build_model(cfg)
     size = batch.videos.shape[-2:]
     here, there = (
@@ -187,6 +188,14 @@ def test_prompts_prepared_in_a_worker_condition_the_model_as_in_the_loop(world):
     assert torch.equal(
         model(*args, seeds=batch.seeds), model(*args, seeds=batch.seeds, prepared=batch.prepared)
     )
+    # Another sample's noise is another loss; noise of the wrong shape is an error that names both shapes.
+    shifted = prepare_batch(cfg, batch.prompts, [seed + 1 for seed in batch.seeds], (3, 4, 16, 16))
+    assert not torch.equal(model(*args, seeds=batch.seeds), model(*args, seeds=batch.seeds, prepared=shifted))
+    wrong = prepare_batch(cfg, batch.prompts, batch.seeds, (3, 4, 8, 8))
+    with pytest.raises(
+        ValueError, match=r"prepared noise \(12, 3, 4, 8, 8\) for latents \(12, 3, 4, 16, 16\)"
+    ):
+        model(*args, seeds=batch.seeds, prepared=wrong)
 
 
 def test_in_memory_and_streaming_clips_agree(world):

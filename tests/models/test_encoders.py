@@ -115,10 +115,10 @@ def test_word_tokenizer_is_one_token_a_word_case_free_and_stable() -> None:
     assert (a - b).abs().max() > 1e-3
 
 
-@torch.no_grad()
 def test_small_encoder_layout_matches_a_segment_by_segment_embedding() -> None:
     """prompt_layout + encode_layout (batched gathers) against the plain construction: per prompt, the null
-    token, then each text segment's word embeddings and each image's patch tokens, each plus its segment type."""
+    token, then each text segment's word embeddings and each image's patch tokens, each plus its segment type.
+    The tokens agree bit for bit; the gradients up to the order in which an embedding row's uses are summed."""
     torch.manual_seed(0)
     encoder = SmallMultimodalEncoder(TINY).eval()
     prompts = sample_prompts()
@@ -144,9 +144,16 @@ def test_small_encoder_layout_matches_a_segment_by_segment_embedding() -> None:
     x = x + encoder.position[: x.shape[1]]
     for block in encoder.blocks:
         x = block(x, mask)
+    expected = encoder.norm(x) * mask[..., None]
     tokens, layout_mask = encoder.encode_layout(layout)
-    assert torch.equal(layout_mask, mask)
-    assert torch.equal(tokens, encoder.norm(x) * mask[..., None])
+    assert torch.equal(layout_mask, mask) and torch.equal(tokens, expected)
+    weights = torch.randn(tokens.shape)
+    grads = [
+        torch.autograd.grad((out * weights).sum(), list(encoder.parameters())) for out in (expected, tokens)
+    ]
+    for (name, _), plain, batched in zip(encoder.named_parameters(), *grads):
+        assert plain.abs().sum() > 0, name  # every part of the encoder is reached, and checked
+        torch.testing.assert_close(batched, plain, rtol=1e-5, atol=1e-7, msg=name)
 
 
 def test_small_encoder_trains_and_rejects_overlong_prompts() -> None:

@@ -54,16 +54,16 @@ class TaskBatch:
     indices: list[int]
     seeds: list[int]
     prepared: Any = None
-    """What `prepare` made of the prompts in the DataLoader worker (the trainer's: vimi_model.PreparedPrompts)."""
+    """What `prepare` made of the prompts and seeds in the DataLoader worker (the trainer's: a PreparedBatch)."""
 
 
 def collate_samples(
-    samples: list[TaskSample], prepare: Callable[[list[MultimodalPrompt]], Any] | None = None
+    samples: list[TaskSample], prepare: Callable[[list[MultimodalPrompt], list[int]], Any] | None = None
 ) -> TaskBatch:
     """Stack samples; when any sample has context frames, the others get zeros with a zero mask.
 
-    prepare: run on the batch's prompts here, so that CPU work on them (reading images, tokenizing) happens in
-    the DataLoader's workers rather than in the training loop.
+    prepare(prompts, seeds): run here, so that the CPU work on them (reading images, tokenizing, drawing noise)
+    happens in the DataLoader's workers rather than in the training loop.
     """
     videos = torch.stack([s.video for s in samples])
     context = context_mask = None
@@ -74,15 +74,15 @@ def collate_samples(
         context_mask = torch.stack(
             [s.context_mask if s.context_mask is not None else torch.zeros_like(s.video[:1]) for s in samples]
         )
-    prompts = [s.prompt for s in samples]
+    prompts, seeds = [s.prompt for s in samples], [s.seed for s in samples]
     return TaskBatch(
         prompts,
         videos,
         context,
         context_mask,
         [s.index for s in samples],
-        [s.seed for s in samples],
-        prepare(prompts) if prepare is not None else None,
+        seeds,
+        prepare(prompts, seeds) if prepare is not None else None,
     )
 
 

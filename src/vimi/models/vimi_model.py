@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vimi.config import VimiConfig
+from vimi.config import DiffusionConfig, VimiConfig
 from vimi.diffusion import (
     EDMDenoiser,
     append_dims,
@@ -55,15 +55,15 @@ class VimiModel(nn.Module):
         context: torch.Tensor | None = None,
         context_mask: torch.Tensor | None = None,
         size: tuple[int, int] | None = None,
-        prepared: "PreparedPrompts | None" = None,
+        prepared: "PreparedBatch | None" = None,
     ) -> dict:
         """The diffusion condition for `prompts`; given frames (pixels [B, C, T, H, W]) move to the latent space.
 
         size: the video's (H, W) in pixels, which reference images (backbone.reference_images) are fitted to.
-        prepared: `prepare_prompts(cfg, prompts)`, done ahead (in a DataLoader worker), so that here the
+        prepared: `prepare_batch(cfg, prompts)`, done ahead (in a DataLoader worker), so that here the
         prompts cost only device work; without it they are prepared here.
         """
-        prepared = prepared if prepared is not None else prepare_prompts(self.cfg, prompts)
+        prepared = prepared if prepared is not None else prepare_batch(self.cfg, prompts)
         if prepared.layout is not None and not (self.encoder.cache is not None and self.encoder.is_frozen):
             tokens, mask = self.encoder.encode_layout(prepared.layout)
         else:  # an encoder without a layout, or a frozen one that looks its outputs up in its cache
@@ -125,12 +125,13 @@ class VimiModel(nn.Module):
         context_mask: torch.Tensor | None = None,
         seeds: list[int] | None = None,
         generator: torch.Generator | None = None,
-        prepared: "PreparedPrompts | None" = None,
+        prepared: "PreparedBatch | None" = None,
     ) -> torch.Tensor:
-        """Per-sample EDM loss [B] of videos [B, C, T, H, W] in [-1, 1] (`prepared`: see `condition`).
+        """Per-sample EDM loss [B] of videos [B, C, T, H, W] in [-1, 1].
 
-        With `seeds`, sample i's noise level and noise come only from seeds[i], so a sample's loss does
-        not depend on which batch, rank or accumulation step it lands in (world-size-invariant training).
+        With `seeds`, sample i's noise level and noise come only from seeds[i] (`training_noise`), so a sample's
+        loss does not depend on which batch, rank or accumulation step it lands in (world-size-invariant
+        training). prepared: `prepare_batch`'s, made in a DataLoader worker; with its noise, the seeds' noise.
         """
         with torch.no_grad():
             x0 = self.autoencoder.encode(videos)  # [B, C', T', H', W']
@@ -139,16 +140,15 @@ class VimiModel(nn.Module):
             return edm_loss(self.denoiser, x0, cond, self.cfg.diffusion, generator)
         if len(seeds) != x0.shape[0]:
             raise ValueError(f"got {len(seeds)} seeds for a batch of {x0.shape[0]}")
-        sigma = torch.cat(
-            [
-                sample_training_sigmas(
-                    1, self.cfg.diffusion, x0.shape, "cpu", torch.Generator().manual_seed(seed)
+        if prepared is not None and prepared.noise is not None:
+            if prepared.noise.shape != x0.shape:
+                raise ValueError(
+                    f"prepared noise {tuple(prepared.noise.shape)} for latents {tuple(x0.shape)}"
                 )
-                for seed in seeds
-            ]
-        ).to(x0.device)  # [B]
-        # A second stream (seed + 1 is another sample's sigma seed, so offset far instead).
-        noise = randn_per_sample(x0.shape, [seed ^ 0x5EED5EED for seed in seeds], x0.device, x0.dtype)
+            sigma, noise = prepared.sigma, prepared.noise
+        else:
+            sigma, noise = training_noise(self.cfg.diffusion, seeds, x0.shape)
+        sigma, noise = sigma.to(x0.device), noise.to(x0.device, x0.dtype)
         x_noisy = x0 + append_dims(sigma, x0.ndim).to(x0.dtype) * noise
         denoised = self.denoiser(x_noisy, sigma, cond)
         weight = edm_loss_weight(sigma, self.cfg.diffusion.sigma_data, self.cfg.diffusion.sigma_skip)
@@ -176,20 +176,46 @@ class VimiModel(nn.Module):
 
 
 @dataclass
-class PreparedPrompts:
-    """What a batch of prompts becomes on the CPU before the model sees it (images read, text tokenized)."""
+class PreparedBatch:
+    """What a batch becomes on the CPU before the model sees it: images read, text tokenized, noise drawn."""
 
     layout: PromptLayout | None
     """The small encoder's input layout; None for the other encoders, which prepare their own prompts."""
     thumbnails: torch.Tensor | None
     """[B, 3*N*N + 1] with backbone.image_thumbnail = N (see `prompt_thumbnails`); None without it."""
+    sigma: torch.Tensor | None = None
+    """[B] training noise levels of the batch's seeds (`training_noise`), when the latent shape was given."""
+    noise: torch.Tensor | None = None
+    """[B, C', T', H', W'] their noise."""
 
 
-def prepare_prompts(cfg: VimiConfig, prompts: list[MultimodalPrompt]) -> PreparedPrompts:
-    """The CPU half of `VimiModel.condition`, a function of the config alone so a DataLoader worker can run it."""
+def prepare_batch(
+    cfg: VimiConfig,
+    prompts: list[MultimodalPrompt],
+    seeds: list[int] | None = None,
+    latent_shape: tuple[int, ...] | None = None,
+) -> PreparedBatch:
+    """The CPU work of a training step outside the model, a function of the config alone so that a DataLoader
+    worker can do it: the prompts' half of `VimiModel.condition`, and with `seeds` and the latents' shape
+    [C', T', H', W'], their training noise (on a GPU the loop would otherwise spend as long drawing it on the
+    CPU as the device spends on the step)."""
     layout = prompt_layout(cfg.model.encoder, prompts) if cfg.model.encoder.kind == "small" else None
     side = cfg.model.backbone.image_thumbnail
-    return PreparedPrompts(layout, prompt_thumbnails(prompts, side) if side else None)
+    prepared = PreparedBatch(layout, prompt_thumbnails(prompts, side) if side else None)
+    if seeds is not None and latent_shape is not None:
+        prepared.sigma, prepared.noise = training_noise(cfg.diffusion, seeds, (len(seeds), *latent_shape))
+    return prepared
+
+
+def training_noise(
+    cfg: DiffusionConfig, seeds: list[int], shape: tuple[int, ...] | torch.Size
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise levels [B] and noise `shape` [B, ...] on the CPU, sample i's from seeds[i] alone."""
+    sigma = torch.cat(
+        [sample_training_sigmas(1, cfg, shape, "cpu", torch.Generator().manual_seed(seed)) for seed in seeds]
+    )
+    # A second stream (seed + 1 is another sample's sigma seed, so offset far instead).
+    return sigma, randn_per_sample(shape, [seed ^ 0x5EED5EED for seed in seeds])
 
 
 def prompt_thumbnails(prompts: list[MultimodalPrompt], side: int) -> torch.Tensor:

@@ -25,7 +25,7 @@ from vimi.models.vimi_model import (
     build_model,
     is_inference_key,
     load_inference_weights,
-    prepare_prompts,
+    prepare_batch,
     trainable_state_dict,
 )
 from vimi.train import checkpoint as ckpt
@@ -250,17 +250,20 @@ class Trainer:
 
     def _batches(self) -> Iterator[TaskBatch]:
         """This rank's micro-batches from self.step on (a DataLoader over the global sample indices)."""
-        train = self.cfg.train
+        train, data = self.cfg.train, self.cfg.data
+        latent_shape = self.model.autoencoder.latent_shape(data.num_frames, data.height, data.width)
         sampler = MicroBatchSampler(
             self.step, train.steps, train.batch_size, train.grad_accum, self.info, train.overfit_batches
         )
         loader = torch.utils.data.DataLoader(
             self.dataset,
             batch_sampler=sampler,
-            # The prompts' CPU work (images read, text tokenized) in the workers: on a GPU a loop over them
-            # in this process would otherwise bound the step (benchmarks/prompt_prep.py).
-            collate_fn=partial(collate_samples, prepare=partial(prepare_prompts, self.cfg)),
-            num_workers=self.cfg.data.num_workers,
+            # The batch's CPU work (images read, text tokenized, noise drawn) in the workers: on a GPU it would
+            # otherwise bound the step (benchmarks/prompt_prep.py).
+            collate_fn=partial(
+                collate_samples, prepare=partial(prepare_batch, self.cfg, latent_shape=latent_shape)
+            ),
+            num_workers=data.num_workers,
             persistent_workers=False,
         )
         return iter(loader)

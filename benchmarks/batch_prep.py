@@ -1,20 +1,23 @@
-"""The training loop's work on a batch's prompts: vimi (images read and text tokenized in the DataLoader workers by
-`prepare_prompts`, then the small encoder's batched `encode_layout`) against what it did before session 19 (every
-prompt image read, every text segment tokenized and embedded one by one, in the loop itself), on the same batch.
+"""The training loop's work on a batch's prompts and noise: vimi (images read, text tokenized and the seeds' noise
+drawn in the DataLoader workers by `prepare_batch`, then the small encoder's batched `encode_layout`) against what
+it did before session 19 (every prompt image read, every text segment tokenized and embedded one by one, and the
+noise drawn, in the loop itself), on the same batch.
 
 What matters on a GPU is the loop's host work: each op it dispatches there is a kernel launch of ~5-20 us of
-Python and driver time, while the model itself (3.8M parameters, 256 tokens) computes a batch of 256 in
-milliseconds. So it prints, per batch, the ops dispatched in the loop (device-independent: the launches a GPU would
-get) and the loop's wall time on --device, and the prepare step's time in a worker (which the workers overlap).
+Python and driver time, and drawing 256 clips' noise on the CPU takes tens of milliseconds, while the model itself
+(3.8M parameters, 256 tokens) computes a batch of 256 in milliseconds. So it prints, per batch, the ops dispatched
+in the loop (device-independent: the launches a GPU would get) and the loop's wall time on --device, and the
+prepare step's time in a worker (which the workers overlap).
 
-    .venv/bin/python benchmarks/prompt_prep.py
-    .venv/bin/python benchmarks/prompt_prep.py --batch 256 --device cuda
+    .venv/bin/python benchmarks/batch_prep.py
+    .venv/bin/python benchmarks/batch_prep.py --batch 256 --device cuda
 """
 
 import argparse
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,13 @@ from vimi.config import load_config
 from vimi.models.encoders.base import pad_rows
 from vimi.models.encoders.small import IMAGE_SEGMENT, NULL_SEGMENT, TEXT_SEGMENT
 from vimi.models.encoders.vision import prepare_images
-from vimi.models.vimi_model import VimiModel, prepare_prompts, prompt_thumbnails
+from vimi.models.vimi_model import (
+    PreparedBatch,
+    VimiModel,
+    prepare_batch,
+    prompt_thumbnails,
+    training_noise,
+)
 from vimi.prompt import Image, MultimodalPrompt, Text
 
 WORDS = [
@@ -77,8 +86,9 @@ def make_prompts(folder: Path, batch: int, seed: int) -> list[MultimodalPrompt]:
     return prompts
 
 
-def loop_before(model: VimiModel, prompts: list[MultimodalPrompt]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The peer: the small encoder's per-segment loop and the thumbnails, as the training loop ran them before."""
+def loop_before(model: VimiModel, prompts: list[MultimodalPrompt], seeds: list[int], shape) -> tuple:
+    """The peer: the small encoder's per-segment loop, the thumbnails and the noise, as the training loop ran them
+    before."""
     encoder, device = model.encoder, model.encoder.position.device
     images = [image.load() for prompt in prompts for image in prompt.images]
     image_tokens = encoder.vision(prepare_images(images, encoder.cfg.image_size).to(device))
@@ -98,16 +108,17 @@ def loop_before(model: VimiModel, prompts: list[MultimodalPrompt]) -> tuple[torc
     x = x + encoder.position[: x.shape[1]]
     for block in encoder.blocks:
         x = block(x, mask)
-    # The thumbnails were made in the loop too (the same function, then a method of the model).
+    # The thumbnails were made in the loop too (the same function, then a method of the model), and the noise.
     thumbnails = prompt_thumbnails(prompts, model.cfg.model.backbone.image_thumbnail)
-    return encoder.norm(x) * mask[..., None], thumbnails.to(device)
+    sigma, noise = training_noise(model.cfg.diffusion, seeds, shape)
+    return encoder.norm(x) * mask[..., None], thumbnails.to(device), sigma.to(device), noise.to(device)
 
 
-def loop_vimi(
-    model: VimiModel, prompts: list[MultimodalPrompt], prepared
-) -> tuple[torch.Tensor, torch.Tensor]:
+def loop_vimi(model: VimiModel, prompts: list[MultimodalPrompt], prepared: PreparedBatch) -> tuple:
+    """vimi: the condition from the worker's layout and thumbnails, and the worker's noise moved to the device."""
     cond = model.condition(prompts, prepared=prepared)
-    return cond["tokens"], cond["thumbnails"]
+    device = cond["tokens"].device
+    return cond["tokens"], cond["thumbnails"], prepared.sigma.to(device), prepared.noise.to(device)
 
 
 def timed(fn, repeats: int, device: str) -> float:
@@ -136,32 +147,36 @@ def main() -> None:
     model = VimiModel(cfg).to(args.device)
     with tempfile.TemporaryDirectory() as folder:
         prompts = make_prompts(Path(folder), args.batch, seed=0)
-        worker_ms = timed(lambda: prepare_prompts(cfg, prompts), args.repeats, "cpu")
-        prepared = prepare_prompts(cfg, prompts)
+        seeds = list(range(args.batch))
+        shape = model.autoencoder.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)
+        worker_ms = timed(lambda: prepare_batch(cfg, prompts, seeds, shape), args.repeats, "cpu")
+        prepared = prepare_batch(cfg, prompts, seeds, shape)
+        before = partial(loop_before, model, prompts, seeds, (args.batch, *shape))
+        vimi = partial(loop_vimi, model, prompts, prepared)
         with torch.no_grad():
-            before, after = loop_before(model, prompts), loop_vimi(model, prompts, prepared)
-            if not all(torch.equal(a, b) for a, b in zip(before, after)):
+            if not all(torch.equal(a, b) for a, b in zip(before(), vimi())):
                 raise SystemExit("the two paths disagree: the benchmark compares different work")
             counts = []
-            for fn in (lambda: loop_before(model, prompts), lambda: loop_vimi(model, prompts, prepared)):
+            for fn in (before, vimi):
                 with OpCounter() as counter:
                     fn()
                 counts.append(counter.count)
-            before_ms = timed(lambda: loop_before(model, prompts), args.repeats, args.device)
-            vimi_ms = timed(lambda: loop_vimi(model, prompts, prepared), args.repeats, args.device)
+            before_ms, vimi_ms = (timed(fn, args.repeats, args.device) for fn in (before, vimi))
+    noise_ms = timed(lambda: training_noise(cfg.diffusion, seeds, (args.batch, *shape)), args.repeats, "cpu")
     images = sum(len(prompt.images) for prompt in prompts)
     segments = sum(len(prompt.segments) for prompt in prompts)
     print(
-        f"batch {args.batch} prompts ({images} images, {segments} segments), encoder on {args.device}, 1 thread"
+        f"batch {args.batch}: {images} images, {segments} segments, noise {shape}; model on {args.device}, 1 thread"
     )
     print(
-        f"ops dispatched in the loop:  before {counts[0]:6d}   vimi {counts[1]:4d}   ratio {counts[1] / counts[0]:.4f}"
+        f"ops dispatched in the loop: before {counts[0]:6d}  vimi {counts[1]:6d}  ratio {counts[1] / counts[0]:.4f}"
     )
     print(
-        f"loop wall ms a batch:        before {before_ms:6.1f}   vimi {vimi_ms:6.1f}   ratio {vimi_ms / before_ms:.3f}"
+        f"loop wall ms a batch:       before {before_ms:6.1f}  vimi {vimi_ms:6.1f}  ratio {vimi_ms / before_ms:.3f}"
     )
+    print(f"  of which drawing the noise (before only): {noise_ms:.1f} ms")
     print(
-        f"prepare_prompts in a worker: {worker_ms:.1f} ms a batch ({1000 * args.batch / worker_ms:.0f} prompts/s)"
+        f"prepare_batch in a worker: {worker_ms:.1f} ms a batch ({1000 * args.batch / worker_ms:.0f} samples/s)"
     )
 
 
