@@ -60,3 +60,33 @@ def test_flash_attention_kernel_runs_for_bf16():
         out = F.scaled_dot_product_attention(q, q, q)
     reference = F.scaled_dot_product_attention(q.float(), q.float(), q.float())
     torch.testing.assert_close(out.float(), reference, atol=2e-2, rtol=2e-2)
+
+
+def test_fused_adamw_and_foreach_ema_on_cuda_match_the_cpu():
+    """On a GPU the optimizer is AdamW's fused kernel and the EMA one multi-tensor lerp (a few launches a step);
+    after a few steps the weights and their average match the CPU's one-tensor-at-a-time updates."""
+    from vimi.config import TrainConfig
+    from vimi.train.ema import EMA
+    from vimi.train.optim import build_optimizer
+
+    cfg = TrainConfig()
+    models = [
+        perturbed_model(BackboneConfig(size="debug")),
+        perturbed_model(BackboneConfig(size="debug")).cuda(),
+    ]
+    optimizers = [build_optimizer(model, cfg) for model in models]
+    averages = [EMA(model, halflife_steps=2.0) for model in models]
+    assert optimizers[1].defaults["fused"] and not optimizers[0].defaults["foreach"]
+    x, c_noise, tokens, mask = make_inputs(device="cpu")
+    for _ in range(3):
+        for model, optimizer, average in zip(models, optimizers, averages):
+            device = next(model.parameters()).device
+            loss = model(*(t.to(device) for t in (x, c_noise, tokens, mask))).pow(2).mean()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            average.update(model)
+    for (name, cpu), gpu in zip(models[0].named_parameters(), models[1].parameters()):
+        torch.testing.assert_close(gpu.detach().cpu(), cpu.detach(), atol=1e-4, rtol=1e-3, msg=name)
+    for name, cpu in averages[0].state_dict().items():
+        torch.testing.assert_close(averages[1].state_dict()[name].cpu(), cpu, atol=1e-4, rtol=1e-3, msg=name)

@@ -29,8 +29,12 @@ class EMA:
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
         """shadow <- decay * shadow + (1 - decay) * current."""
-        for name, tensor in self._tracked(module):
-            self.shadow[name].lerp_(tensor.detach(), 1.0 - self.decay)
+        tracked = list(self._tracked(module))
+        if not tracked:
+            return
+        shadows, currents = [self.shadow[name] for name, _ in tracked], [t.detach() for _, t in tracked]
+        # One multi-tensor op (a few kernel launches on a GPU, one lerp per tensor on the CPU: the same values).
+        torch._foreach_lerp_(shadows, currents, 1.0 - self.decay)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return dict(self.shadow)
