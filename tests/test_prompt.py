@@ -104,6 +104,27 @@ def test_drop_text_and_images_keep_order_and_task(image_dir: Path) -> None:
     assert prompt.drop_text().task == prompt.task == "subject"
 
 
+def test_images_loaded_once_keep_the_prompt(image_dir: Path) -> None:
+    pixels = torch.zeros(3, 4, 4)
+    prompt = parse_prompt(
+        "A <image:dog.png> and <image> in <image:yard.jpg>", base_dir=image_dir, images=[pixels]
+    )
+    loaded = prompt.with_images_loaded()
+    assert loaded.placeholder_text == prompt.placeholder_text and loaded.task == prompt.task
+    assert all(image.path is None for image in loaded.images)  # no file is read again
+    for before, after in zip(prompt.images, loaded.images):
+        assert torch.equal(after.load(), before.load())
+    assert loaded.images[1].source is pixels  # a tensor image is kept as it is
+    assert [image.path for image in prompt.images] == [
+        str(image_dir / "dog.png"),
+        None,
+        str(image_dir / "yard.jpg"),
+    ]
+    unread = parse_prompt("a <image:broken.png>", base_dir=image_dir, check_files=False)
+    with pytest.raises(PromptError, match=r"broken\.png"):
+        unread.with_images_loaded()
+
+
 def test_image_load_reads_real_photo(real_photos: dict[str, Path]) -> None:
     prompt = parse_prompt("a <image:astronaut.png>", base_dir=real_photos["astronaut.png"].parent)
     pixels = prompt.images[0].load()

@@ -134,6 +134,13 @@ class MultimodalPrompt:
     def is_empty(self) -> bool:
         return not self.images and not self.text
 
+    def with_images_loaded(self) -> "MultimodalPrompt":
+        """The same prompt with each image file read into its tensor, so that using its images again reads no file."""
+        return MultimodalPrompt(
+            [Image(s.load()) if isinstance(s, Image) and s.path is not None else s for s in self.segments],
+            self.task,
+        )
+
     def drop_text(self) -> "MultimodalPrompt":
         """The same prompt without its text (the image-only condition of classifier-free guidance)."""
         return MultimodalPrompt([s for s in self.segments if isinstance(s, Image)], self.task)

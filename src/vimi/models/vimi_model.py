@@ -199,6 +199,9 @@ def prepare_batch(
     """The CPU work of a training step outside the model, a function of the config alone so that a DataLoader
     worker can do it: the prompts' half of `VimiModel.condition`, and with `seeds` and the latents' shape
     [C', T', H', W'], their training noise (~30 ms of one core for 256 clips of 8x32x32)."""
+    prompts = [
+        prompt.with_images_loaded() for prompt in prompts
+    ]  # read once, for the layout and the thumbnails
     layout = prompt_layout(cfg.model.encoder, prompts) if cfg.model.encoder.kind == "small" else None
     side = cfg.model.backbone.image_thumbnail
     prepared = PreparedBatch(layout, prompt_thumbnails(prompts, side) if side else None)
