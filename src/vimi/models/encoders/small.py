@@ -105,11 +105,13 @@ def tokenize(cfg: EncoderConfig, text: str) -> list[int]:
     return byte_tokens(text) if cfg.tokenizer == "bytes" else word_tokens(text, cfg.vocab_size)
 
 
-def prompt_layout_row(cfg: EncoderConfig, prompt: MultimodalPrompt) -> tuple[list[int], list[int], list[int]]:
-    """One prompt's (segment types, text ids, image patch indices within its own images) over its tokens."""
+def prompt_layout_row(
+    cfg: EncoderConfig, prompt: MultimodalPrompt, first_slot: int = 0
+) -> tuple[list[int], list[int], list[int]]:
+    """One prompt's (segment types, text ids, image patch slots) over its tokens; its first image's first patch
+    is slot `first_slot` of the batch's patch tokens, and the rest follow in order."""
     patches = (cfg.image_size // cfg.image_patch) ** 2
     segments, ids, slots = [NULL_SEGMENT], [-1], [-1]
-    image = 0
     for piece in prompt.segments:
         if isinstance(piece, Text):
             tokens = tokenize(cfg, piece.text)
@@ -119,21 +121,21 @@ def prompt_layout_row(cfg: EncoderConfig, prompt: MultimodalPrompt) -> tuple[lis
         else:
             segments += [IMAGE_SEGMENT] * patches
             ids += [-1] * patches
-            slots += range(image * patches, (image + 1) * patches)
-            image += 1
+            slots += range(first_slot, first_slot + patches)
+            first_slot += patches
     return segments, ids, slots
 
 
 def prompt_layout(cfg: EncoderConfig, prompts: list[MultimodalPrompt]) -> PromptLayout:
     """Tokenize, read and fit the images of, and lay out a batch of prompts: CPU work only (PromptError when a
     prompt needs more than cfg.max_tokens tokens)."""
-    rows, offset = [], 0
+    rows, first_slot = [], 0
     for prompt in prompts:
-        segments, ids, slots = prompt_layout_row(cfg, prompt)
+        segments, ids, slots = prompt_layout_row(cfg, prompt, first_slot)
         if len(segments) > cfg.max_tokens:
             raise_too_long(cfg, len(segments), prompt)
-        rows.append((segments, ids, [slot + offset if slot >= 0 else -1 for slot in slots]))
-        offset += len(prompt.images) * (cfg.image_size // cfg.image_patch) ** 2
+        rows.append((segments, ids, slots))
+        first_slot += segments.count(IMAGE_SEGMENT)
     length = max(len(segments) for segments, _, _ in rows)
     fills = (PAD_SEGMENT, -1, -1)
     segment, text_ids, image_slots = (
