@@ -259,7 +259,7 @@ class Trainer:
             self.dataset,
             batch_sampler=sampler,
             # The batch's CPU work (images read, text tokenized, noise drawn) in the workers: on a GPU it would
-            # otherwise bound the step (benchmarks/prompt_prep.py).
+            # otherwise bound the step (benchmarks/batch_prep.py).
             collate_fn=partial(
                 collate_samples, prepare=partial(prepare_batch, self.cfg, latent_shape=latent_shape)
             ),

@@ -54,10 +54,6 @@ class SmallMultimodalEncoder(MultimodalEncoder):
         """Token ids of a text segment under cfg.tokenizer."""
         return tokenize(self.cfg, text)
 
-    def num_tokens(self, prompt: MultimodalPrompt) -> int:
-        """Condition tokens this prompt becomes (null + text tokens + image patches)."""
-        return len(prompt_layout_row(self.cfg, prompt)[0])
-
     def _encode_batch(self, prompts: list[MultimodalPrompt]) -> tuple[Tensor, Tensor]:
         return self.encode_layout(prompt_layout(self.cfg, prompts))
 
