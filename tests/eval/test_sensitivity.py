@@ -5,7 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from vimi.eval.sensitivity import condition_sensitivity, gain_interval, swap_images, swap_prompts
+from vimi.data.world.captions import video_caption
+from vimi.data.world.motions import MOTION_IDS, motion_phrase
+from vimi.data.world.scenes import SCENES
+from vimi.eval.sensitivity import (
+    OPPOSITE_MOTIONS,
+    condition_sensitivity,
+    gain_interval,
+    swap_images,
+    swap_motions,
+    swap_prompts,
+)
 from vimi.prompt import Image, MultimodalPrompt, Text
 
 
@@ -26,6 +36,32 @@ def test_swap_images_keeps_text_and_takes_images_from_a_prompt_with_as_many():
     assert swapped[1] is prompts[1]  # no other prompt has two images: kept
     assert swapped[3] is prompts[3]  # no images: kept
     assert [p.text for p in swap_prompts(prompts)] == ["b", "c", "d", "a"]
+
+
+def test_swap_motions_reverses_every_motion_phrase_and_keeps_the_rest():
+    frame = _colour_image(0.5)
+    two = video_caption(
+        ["blicket", "dax"], ["moves up and to the left quickly", "grows slowly"], SCENES[0], 0
+    )
+    prompts = [
+        MultimodalPrompt([Text("Continue: "), frame, Text(two)], task="predict"),
+        MultimodalPrompt([Text(video_caption(["wug"], ["stays still"], SCENES[1], 2))], task="t2v"),
+        MultimodalPrompt([Text("A wug in the meadow.")], task="t2v"),  # no motion words: kept
+    ]
+    swapped = swap_motions(prompts)
+    assert "moves down and to the right quickly" in swapped[0].text and "shrinks slowly" in swapped[0].text
+    assert (
+        "moves up" not in swapped[0].text and "grows" not in swapped[0].text and "blicket" in swapped[0].text
+    )
+    assert swapped[0].images[0] is frame and swapped[0].task == "predict"
+    assert "wug that spins" in swapped[1].text and "still" not in swapped[1].text
+    assert swapped[2] is prompts[2]
+    # Every motion maps to another one, and reversing twice gives translations and sizes back.
+    assert all(OPPOSITE_MOTIONS[m] != m for m in MOTION_IDS)
+    for motion in ("left", "up_right", "grow"):
+        phrase = motion_phrase(motion, "fast")
+        prompt = [MultimodalPrompt([Text(f"A wug {phrase} in the desert.")], task="t2v")]
+        assert swap_motions(swap_motions(prompt))[0].text == prompt[0].text
 
 
 class ColourModel:

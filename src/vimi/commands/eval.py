@@ -73,8 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sens.add_argument(
         "--swap",
         default="images",
-        choices=("images", "prompts"),
-        help="swap only the images, or whole prompts",
+        choices=("images", "prompts", "motions"),
+        help="swap only the images, whole prompts, or reverse the motion words (GroundedWorld captions)",
     )
     sens.add_argument("--n", type=int, default=32, help="samples (default: 32)")
     sens.add_argument("--sigmas", default="40,20,10,3,1,0.3", help="comma-separated noise levels")
@@ -216,7 +216,8 @@ def _sensitivity(args: argparse.Namespace, cfg) -> int:
         a is not b for a, b in zip(batch.prompts, swapped)
     )  # a swap returns unchanged prompts as is
     if not changed:
-        raise DataError(f"--swap {args.swap} changed none of the {args.n} {args.task} prompts (no images?)")
+        why = {"images": "no images to swap", "motions": "no motion words"}.get(args.swap, "")
+        raise DataError(f"--swap {args.swap} changed none of the {args.n} {args.task} prompts ({why})")
     pipe = VimiPipeline.from_pretrained(args.checkpoint, device=args.device, weights=args.weights)
     # model.condition moves the context frames to the model's device itself.
     rows = condition_sensitivity(

@@ -2,20 +2,23 @@
 
 For a batch of training samples and a few noise levels, the denoiser sees the same noisy videos twice:
 with each sample's own prompt, and with a swapped prompt (`swap_images`: every prompt keeps its text
-but gets another sample's images; `swap_prompts`: another sample's whole prompt). If the error does not
+but gets another sample's images; `swap_prompts`: another sample's whole prompt; `swap_motions`: the
+text's GroundedWorld motions reversed, left for right, grow for shrink). If the error does not
 rise when the condition is swapped, the model ignores that part of its prompt at that noise level, and
 sampling (which decides what a video shows at high noise) cannot follow it. A generated video only says
 *that* something is wrong; this says which input the model ignores, and at which noise levels.
 """
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from vimi.data.world.motions import MOTION_IDS, SPEEDS, motion_phrase
 from vimi.eval.bootstrap import bootstrap_interval
-from vimi.prompt import Image, MultimodalPrompt
+from vimi.prompt import Image, MultimodalPrompt, Text
 
 DEFAULT_SIGMAS = (40.0, 20.0, 10.0, 3.0, 1.0, 0.3)
 
@@ -77,9 +80,58 @@ def swap_prompts(prompts: Sequence[MultimodalPrompt]) -> list[MultimodalPrompt]:
     return [prompts[(i + 1) % len(prompts)] for i in range(len(prompts))]
 
 
+# Each GroundedWorld motion's opposite: the one a video that read its motion words would least resemble.
+OPPOSITE_MOTIONS = {
+    "left": "right",
+    "right": "left",
+    "up": "down",
+    "down": "up",
+    "up_left": "down_right",
+    "down_right": "up_left",
+    "up_right": "down_left",
+    "down_left": "up_right",
+    "grow": "shrink",
+    "shrink": "grow",
+    "bounce": "still",
+    "spin": "still",
+    "still": "spin",
+}
+_REVERSED_PHRASES = {
+    motion_phrase(motion, speed): motion_phrase(OPPOSITE_MOTIONS[motion], speed)
+    for motion in MOTION_IDS
+    for speed in SPEEDS
+}
+# Longest first, so "moves up and to the left quickly" is not read as "moves up ...".
+_MOTION_PATTERN = re.compile(
+    r"\b(" + "|".join(re.escape(p) for p in sorted(_REVERSED_PHRASES, key=len, reverse=True)) + r")\b"
+)
+
+
+def swap_motions(prompts: Sequence[MultimodalPrompt]) -> list[MultimodalPrompt]:
+    """Each prompt with every GroundedWorld motion phrase in its text reversed ("moves left slowly" ->
+    "moves right slowly"); images, scene and names stay. A prompt that names no motion is kept as it is.
+
+    Whether the denoising error rises tells whether the model reads the motion words at all, apart from
+    whether it can draw the motion they ask for.
+    """
+    swapped = []
+    for prompt in prompts:
+        segments = [_reverse_motions(s) if isinstance(s, Text) else s for s in prompt.segments]
+        changed = any(a is not b for a, b in zip(prompt.segments, segments))
+        swapped.append(MultimodalPrompt(segments, prompt.task) if changed else prompt)
+    return swapped
+
+
+def _reverse_motions(segment: Text) -> Text:
+    """The text with its motion phrases reversed; the same object when it names none."""
+    text = _MOTION_PATTERN.sub(lambda match: _REVERSED_PHRASES[match.group(1)], segment.text)
+    return segment if text == segment.text else Text(text)
+
+
 SWAPS: dict[str, Callable[[Sequence[MultimodalPrompt]], list[MultimodalPrompt]]] = {
     "images": swap_images,
     "prompts": swap_prompts,
+    "motions": swap_motions,
 }
 
 
