@@ -117,6 +117,20 @@ def test_sensitivity_prints_and_writes_rows_on_a_real_checkpoint(
     assert all(row["gain_low"] <= row["gain_high"] for row in result["rows"]) and "95% CI" in printed
 
 
+def test_sensitivity_swaps_the_motion_words_of_prediction_prompts(
+    tiny_checkpoint, cli_world, tmp_path, capsys
+):
+    out = tmp_path / "sens.json"
+    args = ["eval", "sensitivity", "--checkpoint", str(tiny_checkpoint), "--world", str(cli_world)]
+    args += ["--task", "predict", "--n", "4", "--sigmas", "10", "--swap", "motions", "--out", str(out)]
+    assert main(args) == 0
+    assert "swapped motions" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    # Every world caption names its motion; the fixture's weights read the text, so reversing it tells.
+    assert result["changed"] == 4 and result["swap"] == "motions"
+    assert result["rows"][0]["error_swapped"] != result["rows"][0]["error_right"]
+
+
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [

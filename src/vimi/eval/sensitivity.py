@@ -96,6 +96,7 @@ OPPOSITE_MOTIONS = {
     "spin": "still",
     "still": "spin",
 }
+# "stays still" has no speed; it becomes the fast spin (the later speed's entry wins).
 _REVERSED_PHRASES = {
     motion_phrase(motion, speed): motion_phrase(OPPOSITE_MOTIONS[motion], speed)
     for motion in MOTION_IDS
