@@ -216,7 +216,9 @@ def _sensitivity(args: argparse.Namespace, cfg) -> int:
         a is not b for a, b in zip(batch.prompts, swapped)
     )  # a swap returns unchanged prompts as is
     if not changed:
-        why = {"images": "no images to swap", "motions": "no motion words"}.get(args.swap, "")
+        why = {"images": "no images to swap", "motions": "no motion words", "prompts": "all one prompt"}[
+            args.swap
+        ]
         raise DataError(f"--swap {args.swap} changed none of the {args.n} {args.task} prompts ({why})")
     pipe = VimiPipeline.from_pretrained(args.checkpoint, device=args.device, weights=args.weights)
     # model.condition moves the context frames to the model's device itself.
