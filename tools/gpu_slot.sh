@@ -7,7 +7,9 @@
 # 1. builds the training and evaluation worlds (MODEL_CARD.md "Data"), the two chains side by side;
 # 2. trains configs/groundedworld-s-gpu-instruct.yaml from INIT (default: the shipped checkpoint) for the model
 #    and, beside it on the same GPU, the same recipe with train.text_only=true; both stop with a checkpoint after
-#    TRAIN_S seconds (train.max_time_s). RESUME=1 goes on from runs already in RUNS instead;
+#    TRAIN_S seconds (train.max_time_s). FACTOR=2 first grows INIT twice as wide (tools/grow_checkpoint.py: the
+#    same outputs, hidden and heads doubled) and trains that; RESUME=1 goes on from runs already in RUNS instead
+#    (with the same FACTOR);
 #    to cool them down before they are scored (as the shipped model was), a last slot with RESUME=1 and
 #    EXTRA="--set train.schedule=wsd --set train.steps=S --set train.decay_steps=D", S = their step now + D;
 # 3. scores both at the newest step both hold with `vimi eval grounding` on N held-out prompts per task, and
@@ -23,6 +25,7 @@ N=${N:-256}
 INIT=${INIT:-checkpoints/groundedworld-s}
 RUNS=${RUNS:-runs/gpu-slot}
 RESUME=${RESUME:-0}
+FACTOR=${FACTOR:-1}
 EXTRA=${EXTRA:-}
 if [ -x .venv/bin/vimi ]; then
   VIMI=.venv/bin/vimi PY=.venv/bin/python
@@ -53,6 +56,18 @@ wait  # `wait` returns the last job's status only, so check what each chain wrot
 [ -f outputs/prompts-train/manifest.json ] && [ -f outputs/index-eval/index.json ] \
   || fail "data build" <(tail -n 15 "$LOGS"/data-*.log)
 
+model_sets=()
+if [ "$FACTOR" != 1 ]; then  # both runs start from the grown model: the baseline's compute stays the same
+  grown=$RUNS/init-x$FACTOR
+  if [ ! -f "$grown/COMPLETE" ]; then
+    $PY tools/grow_checkpoint.py "$INIT" "$grown" --factor "$FACTOR" > "$LOGS/grow.log" 2>&1 \
+      || fail "growing $INIT" "$LOGS/grow.log"
+  fi
+  INIT=$grown
+  read -r hidden heads < <($PY -c "import json, sys; b = json.load(open(sys.argv[1]))['model']['backbone']
+print(b['hidden'], b['heads'])" "$grown/config.json")
+  model_sets=(--set model.backbone.hidden="$hidden" --set model.backbone.heads="$heads")
+fi
 log "train ${TRAIN_S}s from $INIT (resume=$RESUME)"
 resume_flag=""
 [ "$RESUME" = 1 ] && resume_flag="--resume"
@@ -60,7 +75,7 @@ train() {  # train NAME EXTRA_SETS...
   local name=$1; shift
   # shellcheck disable=SC2086  # EXTRA holds several --set words
   $VIMI train --config configs/groundedworld-s-gpu-instruct.yaml --set train.init_from="$INIT" \
-    --set train.out_dir="$RUNS/$name" --set train.max_time_s="$TRAIN_S" $resume_flag "$@" $EXTRA \
+    --set train.out_dir="$RUNS/$name" --set train.max_time_s="$TRAIN_S" "${model_sets[@]}" $resume_flag "$@" $EXTRA \
     > "$LOGS/train-$name.log" 2>&1
 }
 train model & model_pid=$!
