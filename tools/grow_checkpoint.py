@@ -13,6 +13,7 @@ import argparse
 
 import torch
 
+from vimi.errors import VimiError
 from vimi.models.grow import grow_model
 from vimi.pipeline import VimiPipeline
 
@@ -21,8 +22,8 @@ def denoiser_output(pipe: VimiPipeline, seed: int = 0) -> torch.Tensor:
     """The backbone's output for a fixed batch of noise, noise levels and condition tokens."""
     backbone, cfg = pipe.model.backbone, pipe.cfg
     gen = torch.Generator().manual_seed(seed)
-    data = cfg.data
-    x = torch.randn(2, backbone.in_channels, data.num_frames, data.height, data.width, generator=gen)
+    grid = [2 * p for p in backbone.patch]  # 2 x 2 x 2 patches: any backbone's (latent) input accepts it
+    x = torch.randn(2, backbone.in_channels, *grid, generator=gen)
     context = torch.randn(x.shape, generator=gen)
     context_mask = torch.zeros(2, 1, *x.shape[2:])
     context_mask[:, :, 0] = 1
@@ -47,8 +48,11 @@ def main() -> None:
     parser.add_argument("target", help="pipeline folder to write")
     parser.add_argument("--factor", type=int, default=2, help="width multiplier (hidden and heads)")
     args = parser.parse_args()
-    narrow = VimiPipeline.from_pretrained(args.source, device="cpu")
-    model, cfg = grow_model(narrow.model, narrow.cfg, args.factor)
+    try:
+        narrow = VimiPipeline.from_pretrained(args.source, device="cpu")
+        model, cfg = grow_model(narrow.model, narrow.cfg, args.factor)
+    except VimiError as err:
+        raise SystemExit(f"grow_checkpoint: error: {err}") from None
     wide = VimiPipeline(model, cfg, device="cpu")
     gap = (denoiser_output(wide) - denoiser_output(narrow)).abs().max().item()
     if gap > 1e-4:

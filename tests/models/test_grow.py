@@ -135,3 +135,12 @@ def test_grow_tool_writes_a_pipeline_that_generates_the_same_video(tiny_checkpoi
     video, grown_video = (pipe(prompt, seed=3, steps=3, progress=False) for pipe in (narrow, wide))
     assert video.std() > 0.05
     torch.testing.assert_close(grown_video, video, atol=1e-4, rtol=0)
+
+
+def test_grow_tool_names_a_bad_factor_and_writes_nothing(tiny_checkpoint, tmp_path):
+    target = tmp_path / "grown"
+    command = [sys.executable, str(TOOL), str(tiny_checkpoint), str(target), "--factor", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "factor=1" in result.stderr and "Traceback" not in result.stderr
+    assert not target.exists()
