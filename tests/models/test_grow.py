@@ -3,15 +3,14 @@ the narrow one did, training makes it wider than a copy, and shapes it cannot ke
 
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from vimi.config import BackboneConfig
+from vimi.config import BackboneConfig, load_config
 from vimi.errors import ConfigError
-from vimi.models.grow import widen_backbone, widened_config
+from vimi.models.grow import widen_backbone, widened_backbone, widened_config
 from vimi.models.video_dit import VideoDiT, count_parameters
 from vimi.pipeline import VimiPipeline
 
@@ -30,8 +29,7 @@ def trained_looking(cfg: BackboneConfig, seed: int = 0) -> VideoDiT:
 
 
 def grown(narrow: VideoDiT, factor: int) -> VideoDiT:
-    cfg = replace(narrow.cfg, hidden=narrow.size.hidden * factor, heads=narrow.size.heads * factor)
-    wide = VideoDiT(replace(cfg, depth=narrow.size.depth), in_channels=3, cond_dim=COND_DIM)
+    wide = VideoDiT(widened_backbone(narrow.cfg, factor), in_channels=3, cond_dim=COND_DIM)
     widen_backbone(narrow, wide)
     return wide
 
@@ -113,8 +111,6 @@ def test_grow_refuses_what_it_cannot_keep_and_names_it():
     same_heads = VideoDiT(BackboneConfig(size="debug", hidden=128), in_channels=3, cond_dim=COND_DIM)
     with pytest.raises(ConfigError, match="not hidden=128, heads=4"):
         widen_backbone(narrow, same_heads)
-    from vimi.config import load_config
-
     with pytest.raises(ConfigError, match="factor=1"):
         widened_config(load_config(None, []), 1)
 

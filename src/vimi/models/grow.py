@@ -17,7 +17,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from vimi.config import VimiConfig
+from vimi.config import BackboneConfig, VimiConfig
 from vimi.errors import ConfigError
 from vimi.models.video_dit import VideoDiT, resolve_backbone_size
 from vimi.models.vimi_model import VimiModel, build_model
@@ -29,17 +29,19 @@ INNER_OUTPUTS = {"attn.qkv": 3, "attn.cond_kv": 2, "cross_attn.q": 1, "cross_att
 INNER_INPUTS = ("attn.proj", "cross_attn.proj", "mlp.2")
 
 
-def widened_config(cfg: VimiConfig, factor: int) -> VimiConfig:
-    """`cfg` with the backbone `factor` times wider: hidden and heads x factor, depth and head size kept."""
+def widened_backbone(backbone: BackboneConfig, factor: int) -> BackboneConfig:
+    """`backbone` `factor` times wider: hidden and heads x factor, depth and head size kept."""
     if factor < 2:
         raise ConfigError(
             f"grow: factor={factor} must be an integer >= 2 (hidden and heads are multiplied by it)"
         )
-    size = resolve_backbone_size(cfg.model.backbone)
-    backbone = replace(
-        cfg.model.backbone, hidden=size.hidden * factor, heads=size.heads * factor, depth=size.depth
-    )
-    return replace(cfg, model=replace(cfg.model, backbone=backbone))
+    size = resolve_backbone_size(backbone)
+    return replace(backbone, hidden=size.hidden * factor, heads=size.heads * factor, depth=size.depth)
+
+
+def widened_config(cfg: VimiConfig, factor: int) -> VimiConfig:
+    """`cfg` with its backbone `widened_backbone`."""
+    return replace(cfg, model=replace(cfg.model, backbone=widened_backbone(cfg.model.backbone, factor)))
 
 
 def _widen_dim(
@@ -51,14 +53,13 @@ def _widen_dim(
     input from copies), "units" (old part first, then `fresh`'s values), "zero_units" (old part, then zeros).
     """
     old = old.movedim(dim, 0)
-    fresh = fresh.movedim(dim, 0)
     part = old.shape[0] // parts
     grouped = old.reshape(parts, 1, part, *old.shape[1:])  # [n, ...] -> [parts, 1, part, ...]
     if kind in ("copy", "read"):
         wide = grouped.expand(parts, factor, *grouped.shape[2:]) / (factor if kind == "read" else 1)
     else:
-        if kind == "units":
-            wide = fresh.reshape(parts, factor, part, *fresh.shape[1:]).clone()
+        if kind == "units":  # [n * factor, ...] -> [parts, factor, part, ...]
+            wide = fresh.movedim(dim, 0).reshape(parts, factor, part, *old.shape[1:]).clone()
         else:
             wide = old.new_zeros(parts, factor, part, *old.shape[1:])
         wide[:, 0] = grouped[:, 0]
