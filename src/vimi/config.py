@@ -297,6 +297,10 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.99)
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    """adamw; or muon (Jordan et al. 2024, `torch.optim.Muon`): the hidden layers' weight matrices take
+    orthogonalised momentum updates, scaled to AdamW's update size (Moonshot's `match_rms_adamw`, so `lr` and
+    `weight_decay` mean what they mean for AdamW), and everything else AdamW. DDP or one process."""
     warmup_steps: int = 10
     schedule: Literal["cosine", "constant", "wsd"] = "constant"
     """After warmup: constant; cosine down to min_lr_ratio at `steps`; or wsd (warmup-stable-decay, Hägele et

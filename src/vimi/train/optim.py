@@ -1,4 +1,5 @@
-"""AdamW with weight-decay groups and the warmup + constant/cosine/wsd learning-rate schedule."""
+"""AdamW (or Muon for the hidden matrices) with weight-decay groups, and the warmup + constant/cosine/wsd
+learning-rate schedule."""
 
 import math
 
@@ -6,10 +7,22 @@ import torch
 from torch import nn
 
 from vimi.config import TrainConfig
+from vimi.errors import ConfigError
+
+# A network's input and output projections stay with AdamW under Muon, as Jordan et al. advise: their rows or
+# columns are per-pixel channels, not a hidden space whose directions an orthogonal update should treat alike.
+MUON_EXCLUDED = ("patch_embed", "final_layer.linear")
 
 
 def split_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Parameter groups: matrices decay; norms, biases, embeddings and other vectors do not.
+    """Parameter groups: matrices decay; norms, biases, embeddings and other vectors do not."""
+    decay, no_decay = decayed_parameters(model)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def decayed_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """The trainable parameters as (weight matrices, everything else).
 
     Why: decaying a LayerNorm gain or a bias pulls it towards 0, which is never the prior we want,
     and embeddings (tokens, positions, null tokens) are looked up sparsely and shrink unevenly.
@@ -26,19 +39,74 @@ def split_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             no_decay.append(param)
         else:
             decay.append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+    return decay, no_decay
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters, in decay / no-decay groups."""
-    groups = split_decay_groups(model, cfg.weight_decay)
+def build_optimizer(model: nn.Module, cfg: TrainConfig, sharded: bool = False) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, in decay / no-decay groups; with cfg.optimizer == "muon", the
+    decayed hidden matrices go to Muon instead (`MuonWithAdamW`)."""
+    if cfg.optimizer == "muon":
+        if sharded:
+            raise ConfigError(
+                "train.optimizer=muon needs whole weight matrices: use train.parallel=ddp, not fsdp"
+            )
+        return MuonWithAdamW(model, cfg)
+    return _adamw(split_decay_groups(model, cfg.weight_decay), cfg)
+
+
+def _adamw(groups: list[dict], cfg: TrainConfig) -> torch.optim.AdamW:
     on_gpu = all(param.device.type == "cuda" for group in groups for param in group["params"])
     # A GPU: the fused kernel, a few launches a step where one parameter at a time is ~10 per parameter (~1,650 for
     # GroundedWorld-S), which would bound a small model's step. The CPU: one parameter at a time, which keeps the
     # update order identical across world sizes and resumes (the bit-exact CPU tests).
     implementation = {"fused": True} if on_gpu else {"foreach": False}
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), **implementation)
+
+
+class MuonWithAdamW(torch.optim.Optimizer):
+    """Muon for the hidden layers' weight matrices, AdamW for the rest, stepped as one optimizer.
+
+    The two optimizers share this one's param_groups (the same dicts), so a scheduler that sets
+    `group["lr"]` drives both. Muon's rate is scaled per matrix to AdamW's update RMS (`match_rms_adamw`).
+    """
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig):
+        excluded = tuple(f"{name}.weight" for name in MUON_EXCLUDED)
+        is_hidden = {
+            id(p): p.ndim == 2 and not name.endswith(excluded) for name, p in model.named_parameters()
+        }
+        decay, no_decay = decayed_parameters(model)
+        hidden = [p for p in decay if is_hidden[id(p)]]
+        rest = [
+            {"params": [p for p in decay if not is_hidden[id(p)]], "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        self.muon = torch.optim.Muon(
+            hidden, lr=cfg.lr, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"
+        )
+        self.adamw = _adamw([g for g in rest if g["params"]], cfg)
+        super().__init__([{"params": []}], {})  # the base class's hooks; the groups are the two optimizers'
+        self.param_groups = self.muon.param_groups + self.adamw.param_groups
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        self.muon.step()
+        self.adamw.step()
+        return loss
+
+    def state_dict(self) -> dict:
+        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.muon.load_state_dict(state_dict["muon"])
+        self.adamw.load_state_dict(state_dict["adamw"])
+        self.param_groups = self.muon.param_groups + self.adamw.param_groups  # loading made new group dicts
+
+
+def saved_optimizer(state: dict) -> str:
+    """Which train.optimizer wrote an optimizer state dict: "muon" (MuonWithAdamW's) or "adamw"."""
+    return "muon" if set(state) == {"muon", "adamw"} else "adamw"
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:

@@ -32,7 +32,7 @@ from vimi.train import checkpoint as ckpt
 from vimi.train import distributed as dist
 from vimi.train.ema import EMA
 from vimi.train.logging import RunLogger
-from vimi.train.optim import build_optimizer, build_scheduler, lr_factor
+from vimi.train.optim import build_optimizer, build_scheduler, lr_factor, saved_optimizer
 from vimi.utils.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class Trainer:
         num_params = sum(p.numel() for p in self.model.parameters())
         self.mode = dist.choose_parallel(cfg.train.parallel, num_params, cfg.train.fsdp_auto_params, info)
         self.wrapped = dist.wrap_model(self.model, self.mode, info, self.model.shard_modules())
-        self.optimizer = build_optimizer(self.model, cfg.train)
+        self.optimizer = build_optimizer(self.model, cfg.train, sharded=self.mode == "fsdp")
         self.scheduler = build_scheduler(self.optimizer, cfg.train)
         self.ema = EMA(
             self.model, cfg.train.ema_halflife_steps, include=lambda k: is_inference_key(self.model, k)
@@ -174,6 +174,11 @@ class Trainer:
         if set(state["model"]) != expected:
             raise CheckpointError(
                 f"{latest}: its weights do not match this config's model; resume with the same model"
+            )
+        if saved_optimizer(state["optimizer"]) != self.cfg.train.optimizer:
+            raise CheckpointError(
+                f"{latest}: saved with train.optimizer={saved_optimizer(state['optimizer'])}, now "
+                f"{self.cfg.train.optimizer}; resume with the same optimizer"
             )
         dist.load_full_state_dict(self.model, state["model"], strict=False)
         self.ema.load_state_dict({k: v.to(self.info.device) for k, v in state["ema"].items()})
