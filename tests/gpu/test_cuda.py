@@ -62,21 +62,24 @@ def test_flash_attention_kernel_runs_for_bf16():
     torch.testing.assert_close(out.float(), reference, atol=2e-2, rtol=2e-2)
 
 
-def test_fused_adamw_and_foreach_ema_on_cuda_match_the_cpu():
+@pytest.mark.parametrize("name", ["adamw", "muon"])
+def test_fused_adamw_and_foreach_ema_on_cuda_match_the_cpu(name):
     """On a GPU the optimizer is AdamW's fused kernel and the EMA one multi-tensor lerp (a few launches a step);
-    after a few steps the weights and their average match the CPU's one-tensor-at-a-time updates."""
+    after a few steps the weights and their average match the CPU's one-tensor-at-a-time updates (with Muon
+    too, whose Newton-Schulz iterations run in bf16 on both)."""
     from vimi.config import TrainConfig
     from vimi.train.ema import EMA
     from vimi.train.optim import build_optimizer
 
-    cfg = TrainConfig()
+    cfg = TrainConfig(optimizer=name)
     models = [
         perturbed_model(BackboneConfig(size="debug")),
         perturbed_model(BackboneConfig(size="debug")).cuda(),
     ]
     optimizers = [build_optimizer(model, cfg) for model in models]
     averages = [EMA(model, halflife_steps=2.0) for model in models]
-    assert optimizers[1].defaults["fused"] and not optimizers[0].defaults["foreach"]
+    adamws = [getattr(optimizer, "adamw", optimizer) for optimizer in optimizers]
+    assert adamws[1].defaults["fused"] and not adamws[0].defaults["foreach"]
     x, c_noise, tokens, mask = make_inputs(device="cpu")
     for _ in range(3):
         for model, optimizer, average in zip(models, optimizers, averages):

@@ -61,7 +61,7 @@ def test_stages_and_baseline_differ_only_where_they_should():
 
 def test_shippable_gpu_recipe_continues_the_shipped_model():
     """groundedworld-s-gpu-instruct (tools/gpu_slot.sh) trains the shipped model on the CPU recipe's data and noise:
-    only batch, precision and learning-rate schedule change, so its checkpoints ship in place of the CPU ones."""
+    only batch, precision, optimizer and learning rate change, so its checkpoints ship in place of the CPU ones."""
     from vimi.pipeline import VimiPipeline
 
     gpu = load_config(CONFIGS / "groundedworld-s-gpu-instruct.yaml")
