@@ -15,22 +15,12 @@ from pathlib import Path
 
 import torch
 
+from backbone import time_train_steps  # benchmarks/ is on sys.path when a benchmark runs as a script
 from vimi.config import TrainConfig
 from vimi.pipeline import VimiPipeline, to_prompt
 from vimi.train.optim import build_optimizer
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "groundedworld-s"
-
-
-def median_seconds(step, warmup: int, steps: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -50,10 +40,14 @@ def main() -> None:
     optimizers = {
         name: build_optimizer(model, TrainConfig(optimizer=name, lr=1e-7)) for name in ("muon", "adamw")
     }
+    for optimizer in optimizers.values():  # warmup: the state is created on the first step
+        optimizer.step()
     times: dict[str, list[float]] = {name: [] for name in optimizers}
     for _ in range(args.steps):
         for name, optimizer in optimizers.items():
-            times[name].append(median_seconds(optimizer.step, warmup=1, steps=1))
+            start = time.perf_counter()
+            optimizer.step()
+            times[name].append(time.perf_counter() - start)
     muon, adamw = (statistics.median(times[name]) for name in ("muon", "adamw"))
 
     cfg = pipe.cfg
@@ -64,7 +58,7 @@ def main() -> None:
         model.zero_grad(set_to_none=True)
         model.loss(videos, prompts, seeds=list(range(16))).backward()
 
-    step = median_seconds(forward_backward, warmup=1, steps=max(3, args.steps // 4))
+    step = time_train_steps(forward_backward, warmup=1, steps=max(3, args.steps // 4), sync=lambda: None)
     print(f"threads {args.threads}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
     print(
         f"optimizer step  Muon {1e3 * muon:7.1f} ms   AdamW {1e3 * adamw:7.1f} ms   ratio {muon / adamw:.2f}"
