@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import torch
 
+from vimi.condition import Condition
 from vimi.config import BackboneConfig
 from vimi.models.video_dit import VideoDiT, count_parameters
 
@@ -91,13 +92,11 @@ def videodit_forward_flops(
         + 2 * length * hidden * hidden  # attention output
         + 2 * 2 * length * ctx * hidden  # scores and values over the condition tokens
         + 2 * 2 * length * hidden * mlp_hidden  # MLP
-        + 2 * hidden * model.blocks[0].num_mods * hidden  # adaLN modulation
+        + 2 * hidden * 8 * hidden  # adaLN modulation (shift, scale, gate x 2; condition shift, scale)
     )
     full_blocks = sum(block.full_attention for block in model.blocks)
     attention = 2 * 2 * length * length * hidden  # self-attention scores and values, all frames
     spatial_attention = attention / frames  # within each frame only
-    if model.cfg.condition == "cross":
-        per_block += 2 * 2 * length * hidden * hidden  # cross-attention query and output
     embed = 2 * length * patch_in * hidden + 2 * ctx * (cond_dim * hidden + hidden * hidden)
     final = 2 * length * hidden * patch_out + 2 * hidden * 2 * hidden
     time_embed = 2 * (256 * hidden + hidden * hidden)
@@ -118,7 +117,6 @@ def build_pair(args: argparse.Namespace):
             patch_h=args.patch,
             patch_w=args.patch,
             context_frames=False,
-            condition=args.condition,
             full_attention_every=args.full_attention_every,
         ),
         in_channels=CHANNELS,
@@ -167,7 +165,7 @@ def cpu_comparison(args: argparse.Namespace) -> None:
     x_frames_first = x.transpose(1, 2).contiguous()  # [B, C, T, H, W] -> [B, T, C, H, W] (CogVideoX layout)
 
     def forward_ours(model):
-        return lambda: model(x, c_noise, tokens, mask)
+        return lambda: model(x, c_noise, Condition(tokens, mask))
 
     def forward_theirs(model):
         return lambda: model(x_frames_first, tokens, timestep, image_rotary_emb=rope, return_dict=False)[0]
@@ -178,7 +176,7 @@ def cpu_comparison(args: argparse.Namespace) -> None:
     )
     print(
         f"optimizer: AdamW ({'fused' if args.fused_adamw else 'foreach'}) for both; "
-        f"VideoDiT condition={args.condition} full_attention_every={args.full_attention_every}; warmup={args.warmup} steps={args.steps} (interleaved)"
+        f"VideoDiT full_attention_every={args.full_attention_every}; warmup={args.warmup} steps={args.steps} (interleaved)"
     )
     params_ours, params_theirs = count_parameters(ours), count_parameters(theirs)
     print(
@@ -217,7 +215,6 @@ def cuda_mfu(args: argparse.Namespace) -> None:
         patch_h=2,
         patch_w=2,
         activation_checkpointing=args.checkpointing,
-        condition=args.condition,
         full_attention_every=args.full_attention_every,
     )
     channels, cond_dim = 16, 1024
@@ -230,7 +227,7 @@ def cuda_mfu(args: argparse.Namespace) -> None:
 
     def forward() -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            return model(x, c_noise, tokens, mask).float()
+            return model(x, c_noise, Condition(tokens, mask)).float()
 
     step = make_train_step(model, forward, x, args.fused_adamw)
     seconds = time_train_steps(step, args.warmup, args.steps, torch.cuda.synchronize)
@@ -256,7 +253,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=9, help="timed steps of each model")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--text-tokens", type=int, default=32)
-    parser.add_argument("--condition", choices=["joint", "cross"], default=BackboneConfig.condition)
     parser.add_argument(
         "--full-attention-every", type=int, default=BackboneConfig.full_attention_every, help="VideoDiT"
     )

@@ -1,6 +1,6 @@
 """The training loop's work on a batch's prompts and noise: vimi (images read, text tokenized and the seeds' noise
 drawn in the DataLoader workers by `prepare_batch`, then the small encoder's batched `encode_layout`) against what
-it did before session 19 (every prompt image read, every text segment tokenized and embedded one by one, and the
+it did before (every prompt image read, every text segment tokenized and embedded one by one, and the
 noise drawn, in the loop itself), on the same batch.
 
 What matters on a GPU is the loop's host work: each op it dispatches there is a kernel launch of ~5-20 us of
@@ -29,14 +29,9 @@ from vimi.config import load_config
 from vimi.models.encoders.base import pad_rows
 from vimi.models.encoders.small import IMAGE_SEGMENT, NULL_SEGMENT, TEXT_SEGMENT
 from vimi.models.encoders.vision import prepare_images
-from vimi.models.vimi_model import (
-    PreparedBatch,
-    VimiModel,
-    prepare_batch,
-    prompt_thumbnails,
-    training_noise,
-)
+from vimi.models.vimi_model import VimiModel, prompt_thumbnails
 from vimi.prompt import Image, MultimodalPrompt, Text
+from vimi.train.batch_prep import PreparedBatch, prepare_batch, training_noise
 
 WORDS = [
     "a",
@@ -109,16 +104,16 @@ def loop_before(model: VimiModel, prompts: list[MultimodalPrompt], seeds: list[i
     for block in encoder.blocks:
         x = block(x, mask)
     # The thumbnails were made in the loop too (the same function, then a method of the model), and the noise.
-    thumbnails = prompt_thumbnails(prompts, model.cfg.model.backbone.image_thumbnail)
-    sigma, noise = training_noise(model.cfg.diffusion, seeds, shape)
+    thumbnails = prompt_thumbnails(prompts, model.cfg.backbone.image_thumbnail)
+    sigma, noise = training_noise(model.diffusion, seeds, shape)
     return encoder.norm(x) * mask[..., None], thumbnails.to(device), sigma.to(device), noise.to(device)
 
 
-def loop_vimi(model: VimiModel, prompts: list[MultimodalPrompt], prepared: PreparedBatch) -> tuple:
+def loop_vimi(model: VimiModel, prepared: PreparedBatch) -> tuple:
     """vimi: the condition from the worker's layout and thumbnails, and the worker's noise moved to the device."""
-    cond = model.condition(prompts, prepared=prepared)
-    device = cond["tokens"].device
-    return cond["tokens"], cond["thumbnails"], prepared.sigma.to(device), prepared.noise.to(device)
+    cond = model.condition(prepared.prompts)
+    device = cond.tokens.device
+    return cond.tokens, cond.pooled, prepared.sigma.to(device), prepared.noise.to(device)
 
 
 def timed(fn, repeats: int, device: str) -> float:
@@ -137,22 +132,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config", default="configs/groundedworld-s-gpu-instruct.yaml")
+    parser.add_argument("--config", default="configs/groundedworld-cpu-instruct.yaml")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(args.config, overrides=["train.precision=fp32"])
-    model = VimiModel(cfg).to(args.device)
+    model = VimiModel(cfg.model, cfg.diffusion).to(args.device)
     with tempfile.TemporaryDirectory() as folder:
         prompts = make_prompts(Path(folder), args.batch, seed=0)
         seeds = list(range(args.batch))
         shape = model.autoencoder.latent_shape(cfg.data.num_frames, cfg.data.height, cfg.data.width)
-        worker_ms = timed(lambda: prepare_batch(cfg, prompts, seeds, shape), args.repeats, "cpu")
-        prepared = prepare_batch(cfg, prompts, seeds, shape)
+        prepare = partial(prepare_batch, cfg.model, cfg.diffusion, shape, prompts, seeds)
+        worker_ms = timed(prepare, args.repeats, "cpu")
+        prepared = prepare()
         before = partial(loop_before, model, prompts, seeds, (args.batch, *shape))
-        vimi = partial(loop_vimi, model, prompts, prepared)
+        vimi = partial(loop_vimi, model, prepared)
         with torch.no_grad():
             if not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(before(), vimi())):
                 raise SystemExit("the two paths disagree: the benchmark compares different work")

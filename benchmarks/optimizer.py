@@ -51,12 +51,12 @@ def main() -> None:
     muon, adamw = (statistics.median(times[name]) for name in ("muon", "adamw"))
 
     cfg = pipe.cfg
-    videos = torch.rand(16, 3, cfg.data.num_frames, cfg.data.height, cfg.data.width) * 2 - 1
+    videos = torch.rand(16, 3, cfg.sample.num_frames, cfg.sample.height, cfg.sample.width) * 2 - 1
     prompts = [to_prompt("A video of a blicket that moves left quickly over the ocean.")] * 16
 
     def forward_backward() -> None:
         model.zero_grad(set_to_none=True)
-        model.loss(videos, prompts, seeds=list(range(16))).backward()
+        model.loss(videos, prompts, generator=torch.Generator().manual_seed(0)).backward()
 
     step = time_train_steps(forward_backward, warmup=1, steps=max(3, args.steps // 4), sync=lambda: None)
     print(f"threads {args.threads}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")

@@ -73,7 +73,7 @@ TINY_MODEL_OVERRIDES = [
     "sample.num_frames=4",
     "sample.height=16",
     "sample.width=16",
-    "sample.steps=3",
+    "sample.num_inference_steps=3",
 ]
 
 
@@ -81,16 +81,18 @@ TINY_MODEL_OVERRIDES = [
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random VimiModel written by the real VimiPipeline.save_pretrained (4 frames of 16x16)."""
     from vimi.config import load_config
-    from vimi.models.vimi_model import build_model
+    from vimi.models.vimi_model import VimiModel
     from vimi.pipeline import VimiPipeline
 
     cfg = load_config(None, TINY_MODEL_OVERRIDES)
     torch.manual_seed(0)
-    model = build_model(cfg)
+    model = VimiModel(cfg.model, cfg.diffusion)
     # DiT's zero-initialised gates make a fresh model ignore its condition; perturb every weight so
     # that prompts, images and guidance scales change the output, as they do in a trained model.
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for param in model.parameters():
             param.add_(torch.randn(param.shape, generator=generator) * 0.05)
-    return VimiPipeline(model, cfg, device="cpu").save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny")
+    return VimiPipeline(model, cfg.pipeline_config(), device="cpu").save_pretrained(
+        tmp_path_factory.mktemp("ckpt") / "tiny"
+    )

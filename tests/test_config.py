@@ -60,7 +60,7 @@ def test_wrong_type_is_rejected(tmp_path):
     with pytest.raises(ConfigError, match=r"c\.yaml.*train\.steps.*integer"):
         load_config(path)
     with pytest.raises(ConfigError, match="true or false"):
-        load_config(None, ["train.text_only=3"])
+        load_config(None, ["model.text_only=3"])
     with pytest.raises(ConfigError, match="one of"):
         load_config(None, ["sample.sampler=rk4"])
 

@@ -11,7 +11,17 @@ from vimi.cli import main
 @pytest.mark.slow
 def test_demo_writes_report_videos_and_metrics(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--checkpoint", str(tiny_checkpoint), "--n", "1", "--steps", "2"]
+    args = [
+        "demo",
+        "--out",
+        str(out),
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--n",
+        "1",
+        "--num-inference-steps",
+        "2",
+    ]
     assert main([*args, "--set", "world.preset=tiny"]) == 0
     printed = capsys.readouterr().out
     report = out / "report" / "report.html"

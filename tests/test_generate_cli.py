@@ -13,7 +13,17 @@ def test_generate_writes_a_playable_mp4_and_gif(tiny_checkpoint, real_photos, tm
     out = tmp_path / "clip.mp4"
     prompt = f"A <image:{real_photos['cat.png']}> spins in <image>"
     argv = ["generate", prompt, "--image", str(real_photos["astronaut.jpg"])]
-    argv += ["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--gif", "--seed", "3", "--steps", "2"]
+    argv += [
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--out",
+        str(out),
+        "--gif",
+        "--seed",
+        "3",
+        "--num-inference-steps",
+        "2",
+    ]
     argv += [
         "--frames",
         "6",
@@ -41,7 +51,7 @@ def test_generate_writes_a_playable_mp4_and_gif(tiny_checkpoint, real_photos, tm
 def test_generate_first_frame_and_defaults(tiny_checkpoint, real_photos, tmp_path):
     out = tmp_path / "predict.mp4"
     argv = ["generate", "the cat walks", "--checkpoint", str(tiny_checkpoint), "--out", str(out)]
-    assert main([*argv, "--first-frame", str(real_photos["cat.jpg"]), "--steps", "1"]) == 0
+    assert main([*argv, "--first-frame", str(real_photos["cat.jpg"]), "--num-inference-steps", "1"]) == 0
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
         assert (stream.width, stream.height) == (16, 16)  # cfg.sample of the checkpoint
@@ -67,7 +77,7 @@ def _broken_png(tmp_path: Path) -> Path:
         ("missing_checkpoint", "checkpoint not found"),
         ("incomplete_checkpoint", "COMPLETE"),
         ("bad_out_suffix", "use a .mp4 or .gif"),
-        ("bad_steps", "steps=0"),
+        ("bad_steps", "num_inference_steps=0"),
         ("bad_device", "device 'gpu' is not a device name"),
     ],
 )
@@ -101,7 +111,7 @@ def test_bad_input_exits_2_with_a_one_line_reason(
     elif case == "bad_out_suffix":
         out = str(tmp_path / "out.avi")
     elif case == "bad_steps":
-        extra = ["--steps", "0"]
+        extra = ["--num-inference-steps", "0"]
     elif case == "bad_device":
         extra = ["--device", "gpu"]
     code = main(["generate", prompt, "--checkpoint", ckpt, "--out", out, *extra])

@@ -1,4 +1,5 @@
-"""VimiPipeline: determinism, per-sample seeds, batch invariance, save/load, guidance, input checks."""
+"""VimiPipeline: determinism, per-sample seeds, batch invariance, save/load, guidance, output types,
+input checks, checkpoints of other versions."""
 
 import json
 import shutil
@@ -22,7 +23,7 @@ def subject_prompt(real_photos: dict[str, Path]) -> str:
 
 
 def generate(pipe: VimiPipeline, prompt, **kwargs) -> torch.Tensor:
-    return pipe(prompt, progress=False, **kwargs)
+    return pipe(prompt, progress=False, **kwargs).frames
 
 
 def test_output_shape_range_and_defaults(pipe, subject_prompt):
@@ -31,8 +32,32 @@ def test_output_shape_range_and_defaults(pipe, subject_prompt):
     assert video.shape == (1, 3, sample.num_frames, sample.height, sample.width)
     assert video.min() >= -1 and video.max() <= 1
     assert video.std() > 0.05  # not a constant image
-    wide = generate(pipe, "a red ball", num_frames=2, height=8, width=24, steps=2, seed=0)
+    wide = generate(pipe, "a red ball", num_frames=2, height=8, width=24, num_inference_steps=2, seed=0)
     assert wide.shape == (1, 3, 2, 8, 24)
+
+
+def test_output_types_hold_the_same_video(pipe, subject_prompt, tmp_path):
+    from vimi.utils.export import as_tensor, export_to_video
+
+    video = generate(pipe, subject_prompt, seed=2)  # [B, C, T, H, W] in [-1, 1]
+    array = generate(pipe, subject_prompt, seed=2, output_type="np")
+    images = generate(pipe, subject_prompt, seed=2, output_type="pil")
+    _, channels, frames, height, width = video.shape
+    assert array.shape == (1, frames, height, width, channels) and array.min() >= 0 and array.max() <= 1
+    torch.testing.assert_close(torch.from_numpy(array[0]).permute(3, 0, 1, 2) * 2 - 1, video[0])
+    assert len(images) == 1 and len(images[0]) == frames and images[0][0].size == (width, height)
+    # Each form goes back to the same tensor (the PIL frames to within uint8 rounding) and to a file.
+    torch.testing.assert_close(as_tensor(array[0]), video[0], atol=1e-6, rtol=0)
+    assert (as_tensor(images[0]) - video[0]).abs().max() <= 1 / 127.5 + 1e-6
+    from vimi.data.video_io import probe_video
+
+    for form in (video[0], array[0], images[0]):
+        written = export_to_video(form, tmp_path / "video.mp4", fps=8)
+        assert probe_video(written).num_frames == frames
+    with pytest.raises(ConfigError, match=r"mp4 or \.gif"):
+        export_to_video(video[0], tmp_path / "video.avi")
+    with pytest.raises(ConfigError, match="output_type 'latent'"):
+        generate(pipe, subject_prompt, output_type="latent")
 
 
 def test_same_seed_same_video_and_different_seed_different_video(pipe, subject_prompt):
@@ -124,24 +149,23 @@ def test_index_grounds_a_text_only_prompt(pipe, tmp_path):
     prompt = pipe.prepare_prompt(caption, index=tmp_path / "index")
     assert prompt.task == "retrieval_t2v" and prompt.text.endswith(f"+ {caption}")
     assert prompt.text.startswith("Generate a video with the retrieved text-image pairs:")
-    assert 1 <= len(prompt.images) <= pipe.cfg.retrieval.k
+    assert 1 <= len(prompt.images) <= pipe.cfg.sample.retrieved_examples
     assert str(world.reference_image(subject.id)) in [image.path for image in prompt.images]
     grounded = generate(pipe, caption, index=tmp_path / "index", seed=0)
     plain = generate(pipe, caption, seed=0)
     assert (grounded - plain).abs().mean() > 1e-3
 
 
-def test_text_only_checkpoint_gets_prompts_without_images(pipe, subject_prompt, real_photos):
-    import copy
-
-    baseline = VimiPipeline(pipe.model, copy.deepcopy(pipe.cfg), device="cpu")
-    baseline.cfg.train.text_only = True
-    prompt = baseline.prepare_prompt(subject_prompt)
-    assert prompt.task == "subject" and not prompt.images and "spins in" in prompt.text
-    assert pipe.prepare_prompt(subject_prompt).images  # the image-prompted model keeps them
+def test_text_only_checkpoint_ignores_prompt_images(tiny_checkpoint, subject_prompt, real_photos, tmp_path):
+    text_only = tmp_path / "text-only"
+    shutil.copytree(tiny_checkpoint, text_only)
+    config = json.loads((text_only / "config.json").read_text())
+    config["model"]["text_only"] = True
+    (text_only / "config.json").write_text(json.dumps(config))
+    baseline = VimiPipeline.from_pretrained(text_only, device="cpu")
     # The images make no difference to the baseline, the given frame still does.
     with_images = generate(baseline, subject_prompt, seed=0)
-    without = generate(baseline, baseline.prepare_prompt(subject_prompt), seed=0)
+    without = generate(baseline, baseline.prepare_prompt(subject_prompt).drop_images(), seed=0)
     torch.testing.assert_close(with_images, without)
     framed = generate(baseline, "the cat jumps", first_frame=real_photos["cat.jpg"], seed=0)
     assert (framed - generate(baseline, "the cat jumps", seed=0)).abs().mean() > 1e-3
@@ -153,7 +177,7 @@ def test_text_only_checkpoint_gets_prompts_without_images(pipe, subject_prompt, 
         ({"num_frames": 2000}, "frames=2000"),
         ({"height": 18}, "height=18 is not divisible"),
         ({"width": 8192}, "width=8192 is out of range"),
-        ({"steps": 0}, "steps=0"),
+        ({"num_inference_steps": 0}, "num_inference_steps=0"),
         ({"sampler": "ddim"}, "unknown sampler 'ddim'"),
         ({"seed": [1, 2]}, "2 seeds given for 1 prompts"),
     ],
@@ -195,21 +219,55 @@ def test_loading_refuses_incomplete_and_mismatched_checkpoints(tiny_checkpoint, 
         VimiPipeline.from_pretrained(wider)
 
 
-def test_checkpoints_from_before_a_config_field_was_removed_still_load(tiny_checkpoint, tmp_path):
+def test_checkpoints_hold_only_what_generation_needs(tiny_checkpoint):
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert sorted(config) == ["diffusion", "model", "sample"]
+
+
+def test_a_checkpoint_with_a_whole_run_config_loads_and_says_what_it_ignores(
+    tiny_checkpoint, tmp_path, caplog
+):
     older = tmp_path / "older"
     shutil.copytree(tiny_checkpoint, older)
     config = json.loads((older / "config.json").read_text())
-    config["data"]["shuffle_buffer"] = 1000  # removed from DataConfig: it was never read
+    config["data"] = {"shuffle_buffer": 1000}  # sections generation never reads, even with unknown keys
+    config["train"] = {"steps": 10}
     (older / "config.json").write_text(json.dumps(config))
-    assert not hasattr(VimiPipeline.from_pretrained(older, device="cpu").cfg.data, "shuffle_buffer")
-    config["data"]["shufle_buffer"] = 1000  # a genuinely unknown key is still refused
+    with caplog.at_level("INFO", logger="vimi.checkpoint"):
+        loaded = VimiPipeline.from_pretrained(older, device="cpu")
+    assert [r.getMessage() for r in caplog.records if "ignoring" in r.getMessage()] == [
+        f"{older / 'config.json'}: ignoring section(s) data, train, which generation does not use"
+    ]
+    assert loaded.cfg.model == VimiPipeline.from_pretrained(tiny_checkpoint, device="cpu").cfg.model
+    config["model"]["backbone"]["widht"] = 3  # a genuinely unknown key of a needed section is refused
     (older / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ConfigError, match="shufle_buffer"):
+    with pytest.raises(ConfigError, match="widht"):
         VimiPipeline.from_pretrained(older, device="cpu")
 
 
+@pytest.mark.parametrize(
+    ("section", "key"), [("sample", None), ("model", "backbone.patch_t"), ("diffusion", "sigma_data")]
+)
+def test_a_checkpoint_missing_a_needed_key_names_it(tiny_checkpoint, tmp_path, section, key):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_checkpoint, broken)
+    config = json.loads((broken / "config.json").read_text())
+    if key is None:
+        del config[section]
+    else:
+        *parents, leaf = key.split(".")
+        node = config[section]
+        for parent in parents:
+            node = node[parent]
+        del node[leaf]
+    (broken / "config.json").write_text(json.dumps(config))
+    dotted = section if key is None else f"{section}.{key}"
+    with pytest.raises(CheckpointError, match=rf"missing config key\(s\) {dotted}"):
+        VimiPipeline.from_pretrained(broken, device="cpu")
+
+
 def test_progress_bar_is_shown_on_request(pipe, capsys):
-    pipe("a red ball", steps=2, progress=True)
+    pipe("a red ball", num_inference_steps=2, progress=True)
     assert "heun" in capsys.readouterr().err
 
 

@@ -96,6 +96,24 @@ def test_empty_overlong_and_malformed_prompts_are_rejected() -> None:
         Image(torch.zeros(4, 4))
 
 
+def test_text_that_is_not_valid_utf8_is_rejected_where_the_prompt_is_made() -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates (argv's b"\\xff" is "\\udcff"): a PromptError
+    that names the byte and where it is, never a traceback deep in a tokenizer."""
+    named = r"not valid UTF-8: byte 0xff at character 4 \(near 'bad \\udcff!'\)"
+    with pytest.raises(PromptError, match=named):
+        parse_prompt("bad \udcff!")
+    with pytest.raises(PromptError, match=r"not valid UTF-8: lone surrogate U\+D800 at character 0"):
+        Text("\ud800")
+    with pytest.raises(PromptError, match="not valid UTF-8"):
+        MultimodalPrompt(["fine ", "\udcc3\udca9"])
+    escaped = json.loads('{"segments": [{"type": "text", "text": "caf\\udce9"}]}')  # a JSON escape
+    with pytest.raises(PromptError, match="byte 0xe9 at character 3"):
+        MultimodalPrompt.from_dict(escaped)
+    with pytest.raises(PromptError, match="prompt text is a string, got bytes"):
+        Text(b"\xff bad")
+    assert parse_prompt("café 🦊 <image:x.png>", check_files=False).segments[0] == Text("café 🦊 ")
+
+
 def test_drop_text_and_images_keep_order_and_task(image_dir: Path) -> None:
     prompt = parse_prompt("A <image:dog.png> in <image:yard.jpg> now", base_dir=image_dir)
     assert prompt.drop_images().segments == [Text("A  in  now")]
@@ -193,7 +211,8 @@ def test_retrieval_templates_interleave_examples(image_dir: Path) -> None:
 
 _FUZZ_DIR = Path(tempfile.mkdtemp(prefix="vimi-prompt-fuzz-"))
 PILImage.new("RGB", (4, 4)).save(_FUZZ_DIR / "ok.png")
-_PIECES = ["<image>", "<image:", "<image:ok.png>", "ok.png", ">", "<", ":", " ", "a", "\x00", "/", "..", "é"]
+_PIECES = ["<image>", "<image:", "<image:ok.png>", "ok.png", ">", "<", ":", " ", "a", "\x00", "/", ".."]
+_PIECES += ["é", "\udcff"]  # non-ASCII, and a byte that is not UTF-8 as Python passes it on (PromptError)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -20,7 +20,9 @@ def test_shipped_checkpoint_is_small_fp16_and_generates():
         dtypes = {f.get_slice(name).get_dtype() for name in f.keys()}  # noqa: SIM118
     assert dtypes == {"F16"}
     pipe = VimiPipeline.from_pretrained(folder, device="cpu")
-    video = pipe("A video of a blicket that spins in the desert.", seed=0, steps=2, progress=False)
+    video = pipe(
+        "A video of a blicket that spins in the desert.", seed=0, num_inference_steps=2, progress=False
+    ).frames
     sample = pipe.cfg.sample
     assert video.shape == (1, 3, sample.num_frames, sample.height, sample.width)
     assert torch.isfinite(video).all() and video.abs().max() <= 1.0

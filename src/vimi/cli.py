@@ -14,6 +14,7 @@ COMMANDS = {
     "index": "index an image-text corpus for retrieval (bm25 or dense)",
     "build-prompts": "turn a video-text dataset into a multimodal-prompt dataset by retrieval",
     "train": "train the generator (stage pretrain or instruct)",
+    "export": "write a checkpoint as a pipeline folder (e.g. float16, with new sampling defaults)",
     "generate": "generate a video from a multimodal prompt",
     "eval": "evaluate a checkpoint (grounding, fvd, ucf101)",
     "serve": "serve the web UI",

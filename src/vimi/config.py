@@ -15,7 +15,7 @@ import yaml
 from vimi.utils.atomic import atomic_open
 from vimi.utils.typed_config import from_dict, parse_override, read_yaml_with_bases, set_dotted, to_dict
 
-__all__ = ["VimiConfig", "from_dict", "load_config", "save_config", "to_dict"]
+__all__ = ["PipelineConfig", "VimiConfig", "from_dict", "load_config", "save_config", "to_dict"]
 
 # --------------------------------------------------------------------------------------------------
 # Sections
@@ -138,7 +138,9 @@ class RetrievalConfig:
 class EncoderConfig:
     """The multimodal encoder that turns an interleaved prompt into condition tokens."""
 
-    kind: Literal["small", "llm", "hf_vlm"] = "small"
+    kind: str = "small"
+    """A registered encoder (vimi.models.registry.ENCODERS): small (trainable, CPU-fast), llm (a frozen causal
+    LM with a trainable vision projector, LLaVA-style), hf_vlm (a local Hugging Face vision-language model)."""
     dim: int = 128
     """Width of the small encoder's tokens and of the ViT vision tower (kind=llm outputs the LM's width)."""
     depth: int = 2
@@ -171,8 +173,10 @@ class EncoderConfig:
 
 @dataclass
 class BackboneConfig:
-    """VideoDiT: the spatiotemporal diffusion transformer."""
+    """The denoising network; `kind` picks a registered backbone, the other fields are VideoDiT's."""
 
+    kind: str = "video_dit"
+    """A registered backbone (vimi.models.registry.BACKBONES)."""
     size: str = "debug"
     """A named size (debug, S, B, L, XL); explicit fields below override it when set (> 0)."""
     hidden: int = 0
@@ -182,45 +186,17 @@ class BackboneConfig:
     patch_h: int = 4
     patch_w: int = 4
     mlp_ratio: float = 4.0
-    positions: Literal["rope3d", "learned"] = "rope3d"
-    max_positions: int = 64
-    """Largest number of patches along any axis (learned positions only; RoPE has no limit)."""
     context_frames: bool = True
     """Accept given frames + a mask channel as extra input (video prediction)."""
     context_hold: bool = True
     """Frames after the given ones see the last given frame in the context channels (as SVD and DynamiCrafter
     give the conditioning frame to every frame), so copying the still background is a per-token map rather
     than a read across time; the mask channel still marks which frames are given exactly. False: zeros."""
-    condition: Literal["joint", "cross", "joint+cross"] = "joint"
-    """How blocks read the condition tokens. joint: they join self-attention as extra keys/values
-    (timestep-modulated, as CogVideoX's text stream); cheaper per video token than cross: a separate
-    cross-attention layer after self-attention in every block (DiT/PixArt style). joint+cross: both, the
-    cross-attention's output starting at zero, so a joint checkpoint grows into it (train.init_from)
-    unchanged. In joint attention a few condition tokens share one softmax with hundreds of video keys;
-    cross-attention's softmax is over the condition alone, so prompt images always get a share of it."""
-    reference_images: int = 0
-    """In-context references (as Concat-ID, Phantom and OminiControl): each prompt's first N images also join
-    the video's token sequence as clean still frames, encoded by the autoencoder and patched by the video's
-    own patch embedding (in the given-frame channels), so that video tokens read a subject's appearance
-    in the video's own representation at every layer. 0: images reach the backbone only as encoder tokens.
-    Needs context_frames; costs N x (tokens of one latent frame group) more sequence."""
     image_thumbnail: int = 0
     """A global image pathway beside the encoder's tokens (as SD3 and Flux add a pooled vector to the timestep
-    embedding): the mean of a prompt's images, each fitted to N x N pixels, goes through a zero-initialised
-    MLP into the adaLN condition of every block, so that every video token is modulated by the prompted
-    subject's colours from the first step. 0: none (images reach the backbone only as tokens)."""
-    long_skips: bool = False
-    """U-ViT's long skip connections (Bao et al. 2023): block depth-1-i also reads block i's input through a
-    zero-initialised linear map, so the early, pixel-near features reach the late blocks directly, which
-    U-ViT found to matter most for pixel-space diffusion. Zero at initialisation: a checkpoint without them
-    grows into them (train.init_from) unchanged."""
-    detail_head: int = 0
-    """A pixel-level head after the patch output, as DiP's patch detailer head (2025) and U-ViT's final
-    convolution: three 3x3 convolutions within each frame, of this many channels, read the network's output
-    beside its own input (noisy video, given frames, mask) and add a correction, so that detail inside a
-    patch and across patch edges is not left to one linear map per token. FiLM-modulated by the adaLN
-    condition (noise level, thumbnail); its last convolution starts at zero, so a checkpoint without it grows
-    into it unchanged. 0: none."""
+    embedding): the mean of a prompt's images, fitted to N x N pixels, goes through a zero-initialised MLP
+    into the adaLN condition of every block, so every video token is modulated by the prompted subject's
+    colours. 0: none (images reach the backbone only as encoder tokens)."""
     full_attention_every: int = 2
     """Blocks 0, k, 2k, ... attend over the whole video; the others within each frame only (spatial,
     1/T of the attention cost), the interleaved space/space-time design of Latte and STDiT. 1: full 3D
@@ -243,6 +219,9 @@ class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    text_only: bool = False
+    """The model never sees prompt images (in training and generation): the text-only baseline that
+    grounding gains are measured against. Given first frames still reach it as context frames."""
 
 
 @dataclass
@@ -250,11 +229,6 @@ class DiffusionConfig:
     """EDM (Karras et al. 2022) with the Snap Video noise shift for video size."""
 
     sigma_data: float = 0.5
-    sigma_skip: float | None = None
-    """Noise level where the denoiser's skip of its input fades (c_skip = sigma_skip^2 / (sigma^2 + sigma_skip^2));
-    None is EDM's sigma_data. Smaller makes the network predict the clean video (x0) at every sigma above it
-    instead of a mix of video and noise: a pixel-space patch (2x4x4x3 = 96 values) then need not carry its noise
-    through a width-128 network (Li & He 2025, JiT). docs/training-log.md, session 17."""
     p_mean: float = -1.2
     """Mean of log-sigma during training, before the resolution shift."""
     p_std: float = 1.2
@@ -265,9 +239,8 @@ class DiffusionConfig:
     """Reference number of values (T*H*W) for the noise shift; 0 disables the shift."""
     context_residual: bool = False
     """Denoise the difference from the given frames held over the later ones (model.backbone.context_hold):
-    a prediction then starts from "nothing moves" (the copy floor: an untrained network's guess at high noise)
-    and the network learns only the change. Videos without given frames are denoised as they are. On the CPU
-    recipe from scratch, 1,900 steps: prediction denoising error 29% lower at sigma = 40, 15% at sigma = 1."""
+    a prediction then starts from "nothing moves" and the network learns only the change. Videos without
+    given frames are denoised as they are."""
 
 
 @dataclass
@@ -319,8 +292,6 @@ class TrainConfig:
     """Probability of dropping the text of the condition (classifier-free guidance)."""
     drop_images: float = 0.1
     drop_both: float = 0.1
-    text_only: bool = False
-    """Remove prompt images (the text-only baseline)."""
     freeze_encoder: bool = False
     log_every: int = 10
     ckpt_every: int = 50
@@ -333,8 +304,7 @@ class TrainConfig:
     """Continue from the newest complete checkpoint in out_dir (`vimi train --resume`)."""
     max_time_s: float = 0.0
     """Stop, with a checkpoint, after the first step that ends this many seconds after this process began
-    training (0: no limit), so that a job in fixed-length slots (a cluster's time limit, a lent GPU's
-    10-minute commands) ends cleanly and `--resume` goes on from there (Lightning's max_time)."""
+    training (0: no limit), so that a job in fixed-length slots (a cluster's time limit) ends cleanly and `--resume` goes on from there (Lightning's max_time)."""
     min_lr_ratio: float = 0.0
     """The cosine and wsd schedules decay to lr * min_lr_ratio."""
     predict_frames: int = 1
@@ -358,7 +328,7 @@ class SampleConfig:
     """Defaults of VimiPipeline.__call__, `vimi generate` and `vimi serve`."""
 
     sampler: Literal["euler", "heun", "dpmpp_2m", "euler_ancestral"] = "heun"
-    steps: int = 18
+    num_inference_steps: int = 18
     guidance_text: float = 3.0
     """Text guidance scale: pushes the full condition away from the image-only one (1 disables it)."""
     guidance_image: float = 3.0
@@ -370,6 +340,8 @@ class SampleConfig:
     width: int = 32
     fps: int = 8
     """Frame rate of written mp4/gif files."""
+    retrieved_examples: int = 4
+    """Image-text examples retrieved per prompt when generating with an index (`vimi generate --index`)."""
 
 
 @dataclass
@@ -426,7 +398,19 @@ class EvalConfig:
 
 
 @dataclass
+class PipelineConfig:
+    """What generation needs, and all that a checkpoint's config.json holds: the model, its diffusion
+    (preconditioning and noise schedule) and the sampling defaults."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+@dataclass
 class VimiConfig:
+    """A run's whole config: data, retrieval and training beside the pipeline's sections."""
+
     world: WorldConfig = field(default_factory=WorldConfig)
     data: DataConfig = field(default_factory=DataConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
@@ -435,6 +419,10 @@ class VimiConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def pipeline_config(self) -> PipelineConfig:
+        """The sections a checkpoint keeps (the others only matter while training or evaluating)."""
+        return PipelineConfig(self.model, self.diffusion, self.sample)
 
 
 # --------------------------------------------------------------------------------------------------

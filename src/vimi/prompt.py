@@ -34,9 +34,30 @@ _UNTERMINATED_TAG = re.compile(r"<image:[^>]*$")
 
 @dataclass(frozen=True)
 class Text:
-    """A run of prompt text."""
+    """A run of prompt text: a str that is valid Unicode (encodable as UTF-8)."""
 
     text: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise PromptError(f"prompt text is a string, got {type(self.text).__name__}")
+        if not self.text.isascii():
+            check_utf8(self.text)
+
+
+def check_utf8(text: str) -> None:
+    """Raise PromptError when `text` cannot be encoded as UTF-8: it holds lone surrogates, which is how Python
+    passes on bytes that were not valid UTF-8 (in argv, say) or a JSON escape such as "\\udcff"."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        code = ord(text[err.start])
+        # Undecodable bytes arrive as U+DC80..U+DCFF (Python's surrogateescape): name the byte itself.
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"lone surrogate U+{code:04X}"
+        raise PromptError(
+            f"prompt text is not valid UTF-8: {what} at character {err.start} "
+            f"(near {text[max(0, err.start - 20) : err.end + 20]!a}); pass the prompt as UTF-8 text"
+        ) from None
 
 
 @dataclass(frozen=True, eq=False)

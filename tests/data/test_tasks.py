@@ -132,15 +132,6 @@ def test_condition_dropout_each_independently(world):
     assert 8 <= empty <= 35  # ~10% of 200
 
 
-def test_text_only_baseline_removes_prompt_images(world):
-    cfg = config(world, subject=1, predict=1, retrieval_t2v=1)
-    cfg.train.text_only = True
-    dataset = build_task_dataset(cfg)
-    samples = [dataset.sample(i) for i in range(20)]
-    assert all(not s.prompt.images and s.prompt.text for s in samples)
-    assert any(s.context is not None for s in samples)  # prediction keeps its context frames
-
-
 def test_collate_pads_missing_context_with_zero_mask(world):
     dataset = build_task_dataset(config(world, subject=1, predict=1))
     samples = [dataset.sample(i) for i in range(12)]
@@ -158,7 +149,8 @@ def test_batches_prepared_in_a_worker_train_the_model_as_in_the_loop(world):
     DataLoader worker process; the model's condition and loss on that are those on the batch itself."""
     from functools import partial
 
-    from vimi.models.vimi_model import PreparedBatch, build_model, prepare_batch
+    from vimi.models.vimi_model import VimiModel
+    from vimi.train.batch_prep import PreparedBatch, prepare_batch
 
     cfg = config(world, subject=1, predict=1, retrieval_t2v=1)
     for key, value in (("hidden", 32), ("depth", 1), ("heads", 2), ("image_thumbnail", 4)):
@@ -169,33 +161,37 @@ def test_batches_prepared_in_a_worker_train_the_model_as_in_the_loop(world):
         dataset,
         batch_sampler=[list(range(12))],
         num_workers=1,
-        collate_fn=partial(collate_samples, prepare=partial(prepare_batch, cfg, latent_shape=(3, 4, 16, 16))),
+        collate_fn=partial(
+            collate_samples, prepare=partial(prepare_batch, cfg.model, cfg.diffusion, (3, 4, 16, 16))
+        ),
     )
     batch = next(iter(loader))
-    assert isinstance(batch.prepared, PreparedBatch) and batch.prepared.layout.images.shape[0] > 0
-    assert batch.prepared.thumbnails.shape == (12, 3 * 4 * 4 + 1)
-    assert batch.prepared.noise.shape == (12, 3, 4, 16, 16) and batch.prepared.sigma.shape == (12,)
-    model = build_model(cfg)
-    size = batch.videos.shape[-2:]
-    here, there = (
-        model.condition(batch.prompts, size=size),
-        model.condition(batch.prompts, size=size, prepared=batch.prepared),
-    )
-    assert here.keys() == there.keys() == {"tokens", "mask", "thumbnails"}
-    assert all(torch.equal(here[key], there[key]) for key in here)
-    assert not torch.equal(here["thumbnails"], model.condition(batch.prompts[::-1], size=size)["thumbnails"])
-    args = (batch.videos, batch.prompts, batch.context, batch.context_mask)
+    prepared = batch.prepared
+    assert isinstance(prepared, PreparedBatch) and prepared.prompts.encoder_input.images.shape[0] > 0
+    assert prepared.prompts.pooled.shape == (12, 3 * 4 * 4 + 1)
+    assert prepared.noise.shape == (12, 3, 4, 16, 16) and prepared.sigma.shape == (12,)
+    model = VimiModel(cfg.model, cfg.diffusion)
+    here, there = model.condition(batch.prompts), model.condition(prepared.prompts)
+    for field in ("tokens", "mask", "pooled"):
+        assert torch.equal(getattr(here, field), getattr(there, field)), field
+    assert not torch.equal(here.pooled, model.condition(batch.prompts[::-1]).pooled)
+    frames = (batch.videos, batch.context, batch.context_mask)
+    noise = {"sigma": prepared.sigma, "noise": prepared.noise}
     assert torch.equal(
-        model(*args, seeds=batch.seeds), model(*args, seeds=batch.seeds, prepared=batch.prepared)
+        model(frames[0], batch.prompts, *frames[1:], **noise),
+        model(frames[0], prepared.prompts, *frames[1:], **noise),
     )
     # Another sample's noise is another loss; noise of the wrong shape is an error that names both shapes.
-    shifted = prepare_batch(cfg, batch.prompts, [seed + 1 for seed in batch.seeds], (3, 4, 16, 16))
-    assert not torch.equal(model(*args, seeds=batch.seeds), model(*args, seeds=batch.seeds, prepared=shifted))
-    wrong = prepare_batch(cfg, batch.prompts, batch.seeds, (3, 4, 8, 8))
-    with pytest.raises(
-        ValueError, match=r"prepared noise \(12, 3, 4, 8, 8\) for latents \(12, 3, 4, 16, 16\)"
-    ):
-        model(*args, seeds=batch.seeds, prepared=wrong)
+    shifted = prepare_batch(
+        cfg.model, cfg.diffusion, (3, 4, 16, 16), batch.prompts, [seed + 1 for seed in batch.seeds]
+    )
+    assert not torch.equal(
+        model(frames[0], prepared.prompts, *frames[1:], **noise),
+        model(frames[0], prepared.prompts, *frames[1:], sigma=shifted.sigma, noise=shifted.noise),
+    )
+    wrong = prepare_batch(cfg.model, cfg.diffusion, (3, 4, 8, 8), batch.prompts, batch.seeds)
+    with pytest.raises(ValueError, match=r"noise \(12, 3, 4, 8, 8\) for x0 \(12, 3, 4, 16, 16\)"):
+        model(frames[0], prepared.prompts, *frames[1:], sigma=wrong.sigma, noise=wrong.noise)
 
 
 def test_in_memory_and_streaming_clips_agree(world):

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from vimi.condition import Condition
 from vimi.config import DiffusionConfig
 from vimi.diffusion import (
     EDMDenoiser,
@@ -32,36 +33,52 @@ def test_large_sigma_predicts_the_network_output():
 
 
 class ZeroNet(torch.nn.Module):
-    def forward(self, x, c_noise, tokens, mask, context=None, context_mask=None):
+    def forward(self, x, c_noise, cond):
         return torch.zeros_like(x)
 
 
-@pytest.mark.parametrize("sigma_skip", [None, 0.05])
-def test_loss_of_zero_network_matches_closed_form(sigma_skip):
+def _cond(batch, context=None):
+    if context is None:
+        return Condition(torch.zeros(batch, 1, 1), torch.ones(batch, 1, dtype=torch.bool))
+    return Condition(
+        torch.zeros(batch, 1, 1),
+        torch.ones(batch, 1, dtype=torch.bool),
+        context,
+        torch.ones_like(context[:, :1]),
+    )
+
+
+def test_loss_of_zero_network_matches_closed_form():
     # With F = 0, D = c_skip (x0 + sigma n); the weighted error is then data-independent in expectation.
-    denoiser = EDMDenoiser(ZeroNet(), sigma_data=0.5, sigma_skip=sigma_skip)
+    denoiser = EDMDenoiser(ZeroNet(), sigma_data=0.5)
     x0 = torch.randn(4096, 1, 1, 2, 2) * 0.5
-    cond = {"tokens": torch.zeros(4096, 1, 1), "mask": torch.ones(4096, 1, dtype=torch.bool)}
-    cfg = DiffusionConfig(sigma_skip=sigma_skip)
-    loss = edm_loss(denoiser, x0, cond, cfg, generator=torch.Generator().manual_seed(0))
+    loss = edm_loss(denoiser, x0, _cond(4096), DiffusionConfig(), generator=torch.Generator().manual_seed(0))
     assert loss.shape == (4096,)
     # E[loss] = lambda * (c_skip^2 sigma^2 + (1 - c_skip)^2 sd^2) = 1 for every sigma when data var = sd^2.
     assert abs(loss.mean().item() - 1.0) < 0.05
 
 
-def test_sigma_skip_predicts_x0_above_it_and_passes_the_input_below():
+def test_loss_with_given_sigma_and_noise_is_the_closed_form_and_checks_their_shapes():
+    denoiser = EDMDenoiser(ZeroNet(), sigma_data=0.5)
+    x0, noise = torch.randn(3, 1, 1, 2, 2), torch.randn(3, 1, 1, 2, 2)
+    sigma = torch.tensor([0.1, 1.0, 10.0])
+    c_skip, c_out, _, _ = edm_preconditioning(sigma, 0.5)
+    expected = (c_skip.view(-1, 1, 1, 1, 1) * (x0 + sigma.view(-1, 1, 1, 1, 1) * noise) - x0) / c_out.view(
+        -1, 1, 1, 1, 1
+    )
+    loss = edm_loss(denoiser, x0, _cond(3), DiffusionConfig(), sigma=sigma, noise=noise)
+    torch.testing.assert_close(loss, expected.pow(2).flatten(1).mean(1))
+    with pytest.raises(ValueError, match="noise"):
+        edm_loss(denoiser, x0, _cond(3), DiffusionConfig(), sigma=sigma, noise=noise[:2])
+
+
+def test_preconditioning_is_edm_table_1():
     sigma = torch.tensor([1e-4, 0.05, 0.5, 2.0, 40.0], dtype=torch.float64)
-    edm = edm_preconditioning(sigma, 0.5)
-    closed_form = (0.25 / (sigma**2 + 0.25), sigma * 0.5 / (sigma**2 + 0.25).sqrt())  # EDM Table 1
-    torch.testing.assert_close(edm[:2], closed_form)
-    torch.testing.assert_close(edm_preconditioning(sigma, 0.5, sigma_skip=0.5), edm)
-    c_skip, c_out, c_in, _ = edm_preconditioning(sigma, 0.5, sigma_skip=0.05)
-    torch.testing.assert_close(c_in, edm[2])  # the network's input is scaled as before
-    assert c_skip[0] > 0.99 and c_skip[1] == 0.5 and torch.all(c_skip[2:] <= (0.05 / sigma[2:]) ** 2)
-    # The share of noise in the network's target (x0 - c_skip (x0 + sigma n)) / c_out at sigma = 0.5: EDM
-    # asks the network to reproduce 0.71 of it, pixel for pixel; sigma_skip = 0.05 a hundredth.
-    noise_share = lambda c_skip, c_out: (c_skip * sigma / c_out)[2].item()  # noqa: E731
-    assert noise_share(*edm[:2]) > 0.7 and noise_share(c_skip, c_out) < 0.011
+    c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma, 0.5)
+    torch.testing.assert_close(c_skip, 0.25 / (sigma**2 + 0.25))
+    torch.testing.assert_close(c_out, sigma * 0.5 / (sigma**2 + 0.25).sqrt())
+    torch.testing.assert_close(c_in, 1 / (sigma**2 + 0.25).sqrt())
+    torch.testing.assert_close(c_noise, sigma.log() / 4)
 
 
 def test_noise_shift_follows_video_size():
@@ -80,13 +97,6 @@ def test_train_and_sampling_shift_agree():
     train = sample_training_sigmas(20000, cfg, shape, generator=torch.Generator().manual_seed(0))
     assert abs(train.log().mean().item() - (cfg.p_mean + math.log(4))) < 0.05
     assert abs(train.log().std().item() - cfg.p_std) < 0.05
-
-
-def _cond(batch, context=None):
-    cond = {"tokens": torch.zeros(batch, 1, 1), "mask": torch.ones(batch, 1, dtype=torch.bool)}
-    if context is not None:
-        cond["context"], cond["context_mask"] = context, torch.ones_like(context[:, :1])
-    return cond
 
 
 def test_context_residual_denoises_the_difference_from_the_held_frames():

@@ -1,19 +1,21 @@
 """Multimodal classifier-free guidance and per-sample noise."""
 
+import pytest
 import torch
 
-from vimi.diffusion import concat_conditions, multimodal_guidance, randn_per_sample
+from vimi.condition import Condition
+from vimi.diffusion import multimodal_guidance, randn_per_sample
 
 
 def cond(batch, length, value, dim=4):
     tokens = torch.full((batch, length, dim), float(value))
-    return {"tokens": tokens, "mask": torch.ones(batch, length, dtype=torch.bool)}
+    return Condition(tokens, torch.ones(batch, length, dtype=torch.bool))
 
 
 def model_fn(x, sigma, cond):
     """A toy conditional model: depends on the valid tokens' mean, so padding must not matter."""
-    mask = cond["mask"].float()
-    pooled = (cond["tokens"].mean(-1) * mask).sum(1) / mask.sum(1)  # [B]
+    mask = cond.mask.float()
+    pooled = (cond.tokens.mean(-1) * mask).sum(1) / mask.sum(1)  # [B]
     return x * 0.5 + pooled.view(-1, 1, 1) + sigma.view(-1, 1, 1) ** 2
 
 
@@ -46,14 +48,25 @@ def test_separate_scales_follow_instructpix2pix_formula_in_one_batched_call():
     assert calls == [6]  # three conditions, one call
 
 
-def test_concat_conditions_pads_and_fills_context():
+def test_conditions_concatenate_padding_tokens_and_filling_absent_context():
     first = cond(1, 3, 1.0)
-    first["context"] = torch.ones(1, 3, 2, 4, 4)
-    first["context_mask"] = torch.ones(1, 1, 2, 4, 4)
-    batched = concat_conditions([first, cond(2, 1, 2.0)])
-    assert batched["tokens"].shape == (3, 3, 4)
-    assert batched["mask"].tolist() == [[True, True, True], [True, False, False], [True, False, False]]
-    assert batched["context"][1:].abs().sum() == 0 and batched["context_mask"][0].min() == 1
+    first.context, first.context_mask = torch.ones(1, 3, 2, 4, 4), torch.ones(1, 1, 2, 4, 4)
+    batched = Condition.cat([first, cond(2, 1, 2.0)])
+    assert batched.tokens.shape == (3, 3, 4)
+    assert batched.mask.tolist() == [[True, True, True], [True, False, False], [True, False, False]]
+    assert batched.context.shape == (3, 3, 2, 4, 4)
+    assert batched.context[1:].abs().sum() == 0 and batched.context_mask[0].min() == 1
+    assert batched.context_mask[1:].abs().sum() == 0 and batched.pooled is None
+
+
+def test_conditions_concatenate_pooled_vectors_in_order_and_refuse_a_mix():
+    first, second = cond(1, 2, 1.0), cond(2, 3, 2.0)
+    first.pooled, second.pooled = torch.zeros(1, 5), torch.ones(2, 5)
+    assert Condition.cat([first, second]).pooled.tolist() == [[0.0] * 5, [1.0] * 5, [1.0] * 5]
+    with pytest.raises(ValueError, match="pooled"):
+        Condition.cat([first, cond(1, 1, 0.0)])
+    with pytest.raises(ValueError, match="both or neither"):
+        Condition(first.tokens, first.mask, context=torch.zeros(1, 3, 2, 4, 4))
 
 
 def test_randn_per_sample_is_batch_independent():
@@ -61,26 +74,3 @@ def test_randn_per_sample_is_batch_independent():
     batch = randn_per_sample((4, 3, 2, 4, 4), seeds=[1, 2, 7, 9], device="cpu", dtype=torch.float32)
     assert torch.equal(alone[0], batch[2])
     assert not torch.equal(batch[0], batch[1])
-
-
-def test_concat_conditions_pads_reference_clips_with_masked_zeros():
-    first, second = cond(1, 2, 1.0), cond(1, 2, 2.0)
-    first["references"], first["reference_mask"] = (
-        torch.ones(1, 2, 3, 1, 4, 4),
-        torch.ones(1, 2, dtype=torch.bool),
-    )
-    second["references"], second["reference_mask"] = (
-        torch.ones(1, 0, 3, 1, 4, 4),
-        torch.ones(1, 0, dtype=torch.bool),
-    )
-    batched = concat_conditions([first, second])
-    assert batched["references"].shape == (2, 2, 3, 1, 4, 4)
-    assert batched["reference_mask"].tolist() == [[True, True], [False, False]]
-    assert batched["references"][1].abs().sum() == 0
-
-
-def test_concat_conditions_keeps_fixed_size_conditions_in_order():
-    first, second = cond(1, 2, 1.0), cond(2, 3, 2.0)
-    first["thumbnails"], second["thumbnails"] = torch.zeros(1, 5), torch.ones(2, 5)
-    batched = concat_conditions([first, second])
-    assert batched["thumbnails"].tolist() == [[0.0] * 5, [1.0] * 5, [1.0] * 5]

@@ -27,7 +27,16 @@ def test_grounding_writes_json_and_report_for_checkpoint_and_baseline(
 ):
     out = tmp_path / "eval"
     args = ["eval", "grounding", "--checkpoint", str(tiny_checkpoint), "--world", str(cli_world), "--n", "1"]
-    args += ["--task", "all", "--baseline", str(tiny_checkpoint), "--steps", "2", "--out", str(out)]
+    args += [
+        "--task",
+        "all",
+        "--baseline",
+        str(tiny_checkpoint),
+        "--num-inference-steps",
+        "2",
+        "--out",
+        str(out),
+    ]
     args += ["--set", "eval.bootstrap_samples=20", "--set", "eval.grounding_angle_steps=12"]
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -89,15 +98,35 @@ def test_grounding_sampling_overrides_reach_the_pipeline(tiny_checkpoint, cli_wo
     monkeypatch.setattr(VimiPipeline, "__call__", recording)
     out = tmp_path / "eval"
     args = ["eval", "grounding", "--checkpoint", str(tiny_checkpoint), "--world", str(cli_world), "--n", "1"]
-    args += ["--task", "subject", "--steps", "2", "--out", str(out), "--set", "eval.bootstrap_samples=20"]
-    args += ["--set", "sample.guidance_text=1.5", "--set", "sample.sampler=euler", "--set", "sample.steps=9"]
+    args += [
+        "--task",
+        "subject",
+        "--num-inference-steps",
+        "2",
+        "--out",
+        str(out),
+        "--set",
+        "eval.bootstrap_samples=20",
+    ]
+    args += [
+        "--set",
+        "sample.guidance_text=1.5",
+        "--set",
+        "sample.sampler=euler",
+        "--set",
+        "sample.num_inference_steps=9",
+    ]
     assert main(args) == 0
-    assert calls and all(
-        (c["guidance_text"], c["sampler"], c["steps"]) == (1.5, "euler", 2) and "guidance_image" not in c
-        for c in calls
-    )  # --steps wins over sample.steps; what was not set stays the checkpoint's own
+    assert (
+        calls
+        and all(
+            (c["guidance_text"], c["sampler"], c["num_inference_steps"]) == (1.5, "euler", 2)
+            and "guidance_image" not in c
+            for c in calls
+        )
+    )  # --num-inference-steps wins over sample.num_inference_steps; what was not set stays the checkpoint's own
     recorded = json.loads((out / "metrics.json").read_text())["sampling"]
-    assert recorded == {"guidance_text": 1.5, "sampler": "euler", "steps": 2}
+    assert recorded == {"guidance_text": 1.5, "sampler": "euler", "num_inference_steps": 2}
 
 
 def test_sensitivity_prints_and_writes_rows_on_a_real_checkpoint(
@@ -185,7 +214,7 @@ def test_sensitivity_refuses_image_swaps_for_a_text_only_checkpoint(tiny_checkpo
     text_only = tmp_path / "text-only"
     shutil.copytree(tiny_checkpoint, text_only)
     config = json.loads((text_only / "config.json").read_text())
-    config["train"]["text_only"] = True
+    config["model"]["text_only"] = True
     (text_only / "config.json").write_text(json.dumps(config))
     assert main(["eval", "sensitivity", "--checkpoint", str(text_only)]) == 2
     assert "use --swap prompts" in capsys.readouterr().err
@@ -342,7 +371,9 @@ def few_examples_checkpoint(tiny_checkpoint, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("ckpt") / "tiny-k2"
     shutil.copytree(tiny_checkpoint, folder)
     config = json.loads((folder / "config.json").read_text())
-    config["retrieval"]["k"] = 2  # the pipeline retrieves with its checkpoint's config, not the CLI's
+    config["sample"]["retrieved_examples"] = (
+        2  # the pipeline retrieves with its checkpoint's config, not the CLI's
+    )
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 
@@ -352,7 +383,18 @@ def test_grounding_t2v_with_index_conditions_on_retrieved_images(
 ):
     out = tmp_path / "eval"
     args = ["eval", "grounding", "--checkpoint", str(few_examples_checkpoint), "--world", str(cli_world)]
-    args += ["--task", "t2v", "--index", str(cli_index), "--n", "2", "--steps", "2", "--out", str(out)]
+    args += [
+        "--task",
+        "t2v",
+        "--index",
+        str(cli_index),
+        "--n",
+        "2",
+        "--num-inference-steps",
+        "2",
+        "--out",
+        str(out),
+    ]
     args += ["--set", "eval.bootstrap_samples=20", "--set", "eval.grounding_angle_steps=12"]
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())

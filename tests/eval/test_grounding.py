@@ -1,16 +1,13 @@
 """Grounding metrics: validity on ground truth vs noise / shuffled frames / wrong subjects, and their parts."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from vimi.config import DiffusionConfig, EvalConfig, WorldConfig
+from vimi.config import EvalConfig, WorldConfig
 from vimi.data.world import GroundedWorld, build_world, load_world
-from vimi.diffusion.edm import sampling_sigmas
-from vimi.eval.bench import build_items, clearly_visible, ground_truth, subject_prompt, truth_videos
+from vimi.eval.bench import build_items, clearly_visible, ground_truth, subject_prompt
 from vimi.eval.bootstrap import bootstrap_ci
 from vimi.eval.grounding import (
     MIN_TRAVEL,
@@ -20,8 +17,6 @@ from vimi.eval.grounding import (
     prediction_scores,
     validated_metrics,
 )
-from vimi.eval.tracking import to_frames
-from vimi.models.autoencoders import IdentityAutoencoder
 
 METRICS = ("subject", "motion", "scene", "consistency", "two_subject")
 
@@ -255,74 +250,3 @@ def test_subject_prompts_use_memory_images_never_names_or_video_frames(validity_
     assert all(not item.prompt.images and "<image>" not in item.text for item in t2v)
     predict = build_items(validity_world, "predict", "heldout", n=2)
     assert all(item.first_frame is not None and item.first_frame.shape == (3, 32, 32) for item in predict)
-
-
-def load_tool(name: str):
-    """A script of tools/ as a module."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[2] / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_colour_probe_reads_the_prompted_colour_in_truth_and_not_in_a_swapped_subject(validity_world):
-    """tools/subject_colour_probe.py: right on most ground truth, near chance on another subject or noise."""
-    probe = load_tool("subject_colour_probe")
-    world, scorer, rng = validity_world, heldout_scorer(validity_world), np.random.default_rng(2)
-    records = [r for r in world.videos("heldout") if len(r.subjects) == 1 and clearly_visible(r)][:16]
-    right = {"truth": [], "wrong_subject": [], "noise": []}
-    for record in records:
-        truth = ground_truth(world, record)
-        candidates = scorer.candidates(truth, record.id)
-        for kind, video in variants(world, record, rng).items():
-            if kind in right:
-                frames = to_frames(video, world.config.height, world.config.width)
-                right[kind].append(probe.colour_answer(scorer, frames, candidates) == truth.subjects[0])
-    rates = {kind: float(np.mean(values)) for kind, values in right.items()}
-    assert rates["truth"] >= 0.75 and rates["wrong_subject"] <= 0.25 and rates["noise"] <= 0.3, rates
-
-
-def test_sdedit_probe_reads_subjects_back_from_a_denoiser_that_keeps_them_and_not_from_one_that_drops_them(
-    validity_world,
-):
-    """tools/subject_sdedit_probe.py: an exact denoiser gives the truth back from any start (all read), one that
-    knows only the scene (the clip without its subject) none, however low the start; in a latent space (here
-    the pixels scaled by 2) the truth is noised and denoised there and comes back as pixels."""
-    probe = load_tool("subject_sdedit_probe")
-    world, scorer = validity_world, heldout_scorer(validity_world)
-    items = build_items(world, "subject", "heldout", 8)
-    x0 = truth_videos(world, items)  # [B, C, T, H, W]
-    renderer = world.renderer
-    backgrounds = [
-        renderer.background(i.truth.scene, i.record.scene_variant) for i in items
-    ]  # [H, W, 3] in [0, 1]
-    scene = torch.from_numpy(np.stack(backgrounds)).permute(0, 3, 1, 2)[:, :, None] * 2 - 1  # [B, C, 1, H, W]
-    scene = scene.expand_as(x0)  # the clips without their subjects
-    schedule = sampling_sigmas(18, DiffusionConfig(), x0.shape)
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
-
-    def read(videos):
-        return sum(
-            bool(scorer.score(v, item.truth, item.id).predicted_subjects) for v, item in zip(videos, items)
-        )
-
-    pixels, scaled = IdentityAutoencoder(), IdentityAutoencoder(scaling_factor=2.0)
-    for start in (0.5, 5.0):
-        exact = probe.sdedit(lambda x, sigma: x0, pixels, x0, start, schedule, noise, "euler_ancestral")
-        torch.testing.assert_close(exact, x0.clamp(-1, 1), atol=1e-5, rtol=0)
-        assert read(exact) == read(x0) >= 7
-        scene_only = probe.sdedit(
-            lambda x, sigma: scene, pixels, x0, start, schedule, noise, "euler_ancestral"
-        )
-        assert read(scene_only) == 0
-        seen = []
-
-        def exact_latent(x, sigma, seen=seen):
-            seen.append(x)
-            return 2 * x0
-
-        latent = probe.sdedit(exact_latent, scaled, x0, start, schedule, noise, "euler_ancestral")
-        torch.testing.assert_close(latent, x0.clamp(-1, 1), atol=1e-5, rtol=0)
-        torch.testing.assert_close(seen[0], 2 * x0 + start * noise)  # noised in the latent space
-    grid = probe.grid_image([x0, scene], rows=3)
-    assert grid.shape == (3 * 32, 2 * 3 * (32 + 1) + 2 * 4, 3) and grid.dtype == np.uint8

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vimi.config import EvalConfig, WorldConfig
 from vimi.data.world import GroundedWorld, build_world, load_world
 from vimi.eval.bench import TASKS, build_items, run_benchmark
-from vimi.eval.report import write_report
+from vimi.eval.report import write_report, write_strip_gif
 from vimi.prompt import MultimodalPrompt, Text
 
 
@@ -98,6 +99,10 @@ def test_report_has_one_row_per_prompt_escaped_text_and_existing_media(small_wor
     assert baseline.summary["tasks"]["subject"]["scene"]["mean"] == 0.0
     widths = [int(w) for w in re.findall(r"width:(\d+)%", page)]
     assert widths and all(0 <= w <= 100 for w in widths)
+    # The strip beside the report shows the first subject prompt (here its images were replaced by the
+    # hostile caption above): the generated video and the truth side by side, one GIF frame per video frame.
+    with Image.open(path.parent / "strip.gif") as strip:
+        assert strip.format == "GIF" and strip.size[0] > 2 * 4 * 32 and strip.n_frames > 1
 
 
 def test_report_rejects_runs_of_different_prompts(small_world, tmp_path):
@@ -144,3 +149,63 @@ def test_psnr_copy_is_the_floor_of_holding_the_given_frame(small_world):
     assert all(s.psnr < s.psnr_copy for s in noise.scores)
     assert all(s.psnr_gain < 0 for s in noise.scores if s.psnr_gain is not None)
     assert {"psnr_copy", "psnr_gain"} <= set(exact.summary["tasks"]["predict"])
+
+
+def solid_video(colours: list[tuple[int, int, int]], size: int = 8) -> torch.Tensor:
+    """A [3, T, size, size] video in [-1, 1] whose frame t is the solid uint8 colour colours[t]."""
+    frames = torch.tensor(colours, dtype=torch.float32)[:, :, None, None].expand(-1, -1, size, size)
+    return (frames / 127.5 - 1).permute(1, 0, 2, 3).contiguous()  # [T, 3, H, W] -> [3, T, H, W]
+
+
+def gif_frames(path: Path) -> list[np.ndarray]:
+    with Image.open(path) as image:
+        frames = []
+        for i in range(image.n_frames):
+            image.seek(i)
+            frames.append(np.asarray(image.convert("RGB")).astype(int))
+    return frames
+
+
+def pixels_of(frame: np.ndarray, colour: tuple[int, int, int]) -> int:
+    return int((np.abs(frame - np.array(colour)).max(axis=-1) <= 2).sum())
+
+
+def test_strip_gif_shows_the_prompt_image_and_each_frame_of_video_and_truth(tmp_path):
+    """Frame t of the strip holds frame t of the generated video and of the truth, each enlarged `scale`
+    times, and the prompt image in every frame; no other frame's colour leaks in."""
+    steps = 5
+    generated = [(200, 30 * t, 20) for t in range(steps)]
+    truth = [(20, 40 + 30 * t, 220) for t in range(steps)]
+    image_colour = (250, 250, 0)
+    image = solid_video([image_colour], size=16)[:, 0]  # [3, 16, 16]: resized to the video's 8x8
+    path = write_strip_gif(
+        tmp_path / "strip.gif",
+        solid_video(generated),
+        [image],
+        truth=solid_video(truth),
+        text="A <image> moves left across the snowfield, a caption long enough to wrap onto a second line",
+        scale=4,
+    )
+    frames = gif_frames(path)
+    assert len(frames) == steps
+    height, width, _ = frames[0].shape
+    assert all(f.shape == frames[0].shape for f in frames)
+    assert width >= 3 * 8 * 4 and height >= 8 * 4 + 2 * 12  # three panels; text and labels above and below
+    panel = (8 * 4) ** 2
+    for t, frame in enumerate(frames):
+        assert pixels_of(frame, image_colour) == panel
+        assert pixels_of(frame, generated[t]) == panel and pixels_of(frame, truth[t]) == panel
+        for other in set(range(steps)) - {t}:
+            assert pixels_of(frame, generated[other]) == 0 and pixels_of(frame, truth[other]) == 0
+
+
+def test_strip_gif_grows_with_the_prompt_images_and_names_a_mismatched_truth(tmp_path):
+    video = solid_video([(10, 10, 10), (90, 90, 90)])
+    image = solid_video([(250, 0, 0)])[:, 0]
+    one = write_strip_gif(tmp_path / "one.gif", video, [image])
+    two = write_strip_gif(tmp_path / "two.gif", video, [image, image])
+    (w1, h1), (w2, h2) = (Image.open(one).size, Image.open(two).size)
+    assert h1 == h2 and w2 - w1 == 8 * 4 + 8  # one more panel and its margin
+    with pytest.raises(ValueError, match="truth has shape"):
+        write_strip_gif(tmp_path / "bad.gif", video, truth=solid_video([(0, 0, 0)] * 3))
+    assert not (tmp_path / "bad.gif").exists()

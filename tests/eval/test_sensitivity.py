@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from vimi.condition import Condition
 from vimi.data.world.captions import video_caption
 from vimi.data.world.motions import MOTION_IDS, motion_phrase
 from vimi.data.world.scenes import SCENES
@@ -72,13 +73,14 @@ class ColourModel:
         self.autoencoder = torch.nn.Identity()
         self.autoencoder.encode = lambda x: x
 
-    def condition(self, prompts, context=None, context_mask=None, size=None):
-        return {"colour": torch.stack([p.images[0].load().mean() for p in prompts])}
+    def condition(self, prompts, context=None, context_mask=None):
+        colour = torch.stack([p.images[0].load().mean() for p in prompts])  # [B]
+        return Condition(colour[:, None, None], torch.ones(len(prompts), 1, dtype=torch.bool))
 
     def denoiser(self, x, sigma, cond):
         if not self.reads_images:
             return torch.zeros_like(x)
-        return 0.9 * cond["colour"].view(-1, 1, 1, 1, 1).expand_as(x)
+        return 0.9 * cond.tokens.view(-1, 1, 1, 1, 1).expand_as(x)
 
 
 @pytest.mark.parametrize("reads_images", [True, False])

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vimi.condition import Condition
 from vimi.config import BackboneConfig
 from vimi.models.video_dit import VideoDiT
 
@@ -16,7 +17,7 @@ def make_inputs(batch=2, device="cuda"):
     tokens = torch.randn(batch, 7, 48, generator=generator).to(device)
     mask = torch.ones(batch, 7, dtype=torch.bool, device=device)
     mask[1, 4:] = False
-    return x, torch.full((batch,), 0.3, device=device), tokens, mask
+    return x, torch.full((batch,), 0.3, device=device), Condition(tokens, mask)
 
 
 def perturbed_model(cfg: BackboneConfig) -> VideoDiT:
@@ -30,10 +31,10 @@ def perturbed_model(cfg: BackboneConfig) -> VideoDiT:
 
 def test_bf16_autocast_matches_fp32():
     model = perturbed_model(BackboneConfig(size="debug")).cuda()
-    x, c_noise, tokens, mask = make_inputs()
-    reference = model(x, c_noise, tokens, mask)
+    x, c_noise, cond = make_inputs()
+    reference = model(x, c_noise, cond)
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        low = model(x, c_noise, tokens, mask)
+        low = model(x, c_noise, cond)
     assert torch.isfinite(low).all()
     relative = (low.float() - reference).norm() / reference.norm()
     assert relative < 0.05, relative
@@ -41,13 +42,13 @@ def test_bf16_autocast_matches_fp32():
 
 def test_cuda_matches_cpu_and_backward_is_finite():
     model = perturbed_model(BackboneConfig(size="debug"))
-    x, c_noise, tokens, mask = make_inputs(device="cpu")
-    cpu_out = model(x, c_noise, tokens, mask)
+    x, c_noise, cond = make_inputs(device="cpu")
+    cpu_out = model(x, c_noise, cond)
     model = model.cuda()
-    gpu_out = model(*(t.cuda() for t in (x, c_noise, tokens, mask)))
+    gpu_out = model(x.cuda(), c_noise.cuda(), cond.to("cuda"))
     torch.testing.assert_close(gpu_out.cpu(), cpu_out, atol=2e-3, rtol=2e-3)
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        loss = model(*(t.cuda() for t in (x, c_noise, tokens, mask))).float().pow(2).mean()
+        loss = model(x.cuda(), c_noise.cuda(), cond.to("cuda")).float().pow(2).mean()
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
@@ -80,11 +81,11 @@ def test_fused_adamw_and_foreach_ema_on_cuda_match_the_cpu(name):
     averages = [EMA(model, halflife_steps=2.0) for model in models]
     adamws = [getattr(optimizer, "adamw", optimizer) for optimizer in optimizers]
     assert adamws[1].defaults["fused"] and not adamws[0].defaults["foreach"]
-    x, c_noise, tokens, mask = make_inputs(device="cpu")
+    x, c_noise, cond = make_inputs(device="cpu")
     for _ in range(3):
         for model, optimizer, average in zip(models, optimizers, averages):
             device = next(model.parameters()).device
-            loss = model(*(t.to(device) for t in (x, c_noise, tokens, mask))).pow(2).mean()
+            loss = model(x.to(device), c_noise.to(device), cond.to(device)).pow(2).mean()
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

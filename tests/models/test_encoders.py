@@ -10,17 +10,26 @@ import torch
 from PIL import Image as PILImage
 
 from vimi.config import EncoderConfig
-from vimi.errors import PromptError
-from vimi.models.encoders import EncoderCache, SmallMultimodalEncoder, build_encoder, pad_rows
+from vimi.errors import ConfigError, PromptError
+from vimi.models.encoders import (
+    EncoderCache,
+    MultimodalEncoder,
+    SmallMultimodalEncoder,
+    build_encoder,
+    pad_rows,
+    prepare_encoder_input,
+)
 from vimi.models.encoders.small import (
     IMAGE_SEGMENT,
     NULL_SEGMENT,
     PAD_SEGMENT,
     TEXT_SEGMENT,
+    PromptLayout,
     prompt_layout,
     word_tokens,
 )
 from vimi.models.encoders.vision import prepare_images
+from vimi.models.registry import ENCODERS
 from vimi.prompt import Image, MultimodalPrompt, Text
 
 TINY = EncoderConfig(
@@ -190,9 +199,9 @@ def test_cache_hit_skips_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     calls: list[int] = []
     original = SmallMultimodalEncoder._encode_batch
 
-    def counting(self, prompts):
+    def counting(self, prompts, prepared):
         calls.append(len(prompts))
-        return original(self, prompts)
+        return original(self, prompts, prepared)
 
     monkeypatch.setattr(SmallMultimodalEncoder, "_encode_batch", counting)
     prompts = [MultimodalPrompt(["a ", Image(str(photo))]), MultimodalPrompt(["a cat"])]
@@ -227,6 +236,52 @@ def test_cache_hit_skips_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_build_encoder_without_cache() -> None:
     encoder = build_encoder(TINY)
     assert isinstance(encoder, SmallMultimodalEncoder) and encoder.cache is None and encoder.out_dim == 32
+    assert encoder.external_state_prefixes == ()  # every weight of the small encoder is trained and saved
+
+
+def test_encoder_kinds_come_from_the_registry_and_an_unknown_kind_names_the_choices() -> None:
+    assert ENCODERS.names() == ["hf_vlm", "llm", "small"] and ENCODERS.get("small") is SmallMultimodalEncoder
+    with pytest.raises(ConfigError, match=r"^model\.encoder\.kind='clip' is not one of hf_vlm, llm, small$"):
+        build_encoder(dataclasses.replace(TINY, kind="clip"))
+    with pytest.raises(ConfigError, match=r"model\.encoder\.kind='clip'"):
+        prepare_encoder_input(dataclasses.replace(TINY, kind="clip"), sample_prompts())
+
+
+@torch.no_grad()
+def test_small_encoder_prepared_ahead_equals_prepared_in_encode() -> None:
+    """prepare (a DataLoader worker's CPU work, config alone) + encode(prompts, prepared) == encode(prompts)."""
+    torch.manual_seed(0)
+    encoder = SmallMultimodalEncoder(TINY).eval()
+    prompts = [prompt.with_images_loaded() for prompt in sample_prompts()]
+    prepared = prepare_encoder_input(TINY, prompts)
+    assert isinstance(prepared, PromptLayout) and prepared.segment.shape[0] == len(prompts)
+    tokens, mask = encoder.encode(prompts)
+    ahead, ahead_mask = encoder.encode(prompts, prepared)
+    assert torch.equal(ahead_mask, mask) and torch.equal(ahead, tokens)
+    # The prepared layout is what is read: the prompts are not looked at again.
+    other, _ = encoder.encode(prompts, SmallMultimodalEncoder.prepare(TINY, prompts[::-1]))
+    assert torch.equal(other, encoder.encode(prompts[::-1])[0])
+    empty, empty_mask = encoder.encode([], prepare_encoder_input(TINY, []))
+    assert empty.shape == (0, 1, 32) and empty_mask.shape == (0, 1)
+
+
+def test_base_encoder_defaults_prepare_nothing_and_build_from_the_config() -> None:
+    class MeanEncoder(MultimodalEncoder):
+        def __init__(self, cfg: EncoderConfig):
+            super().__init__(cfg)
+            self.out_dim = 4
+            self.scale = torch.nn.Parameter(torch.ones(4))
+
+        def _encode_batch(self, prompts, prepared):
+            assert prepared is None
+            return self.scale.expand(len(prompts), 1, 4), torch.ones(len(prompts), 1, dtype=torch.bool)
+
+    assert MeanEncoder.prepare(TINY, sample_prompts()) is None
+    encoder = MeanEncoder.from_config(TINY)
+    assert isinstance(encoder, MeanEncoder) and encoder.cfg is TINY
+    assert encoder.external_state_prefixes == ()
+    tokens, mask = encoder.encode(sample_prompts(), None)
+    assert tokens.shape == (4, 1, 4) and mask.all()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -261,7 +316,8 @@ def llm_encoder(smollm2):
 @torch.no_grad()
 def test_llm_encoder_contract_and_text_matches_the_lm(llm_encoder, smollm2) -> None:
     encoder = llm_encoder.eval()
-    assert encoder.out_dim == 576
+    assert encoder.out_dim == 576 and encoder.external_state_prefixes == ("language_model.",)
+    assert any(name.startswith("language_model.") for name in encoder.state_dict())
     tokens, mask = check_encoder_contract(encoder, sample_prompts())
     assert mask[2].sum() == 1  # the empty prompt: the start token alone
     # A text-only prompt gives exactly the LM's own last hidden states for [start, text ids].
@@ -382,6 +438,8 @@ def test_hf_vlm_encoder_from_local_folder(tiny_llava_dir: Path, monkeypatch: pyt
     cfg = EncoderConfig(kind="hf_vlm", llm_path=str(tiny_llava_dir), max_tokens=64, cache_memory_items=4)
     encoder = build_encoder(cfg)
     assert isinstance(encoder, HFVisionLanguageEncoder) and encoder.out_dim == 32 and encoder.is_frozen
+    assert encoder.external_state_prefixes == ("model.",) and prepare_encoder_input(cfg, []) is None
+    assert all(name.startswith("model.") for name in encoder.state_dict())
     prompts = [
         MultimodalPrompt(["a dog ", Image(random_image(0)), " is playing"]),
         MultimodalPrompt(["a dog ", Image(random_image(1)), " is playing"]),
@@ -398,7 +456,9 @@ def test_hf_vlm_encoder_from_local_folder(tiny_llava_dir: Path, monkeypatch: pyt
     calls: list[int] = []
     original = HFVisionLanguageEncoder._encode_batch
     monkeypatch.setattr(
-        HFVisionLanguageEncoder, "_encode_batch", lambda self, p: calls.append(len(p)) or original(self, p)
+        HFVisionLanguageEncoder,
+        "_encode_batch",
+        lambda self, p, prepared: calls.append(len(p)) or original(self, p, prepared),
     )
     encoder.encode(prompts)
     cached, _ = encoder.encode(prompts)

@@ -1,10 +1,20 @@
-"""VimiModel's condition: given frames held over the frames that follow them (context_hold), reference clips."""
+"""VimiModel: its `Condition` (given frames held over the frames that follow them, the pooled thumbnail, text-only
+prompts), its loss, and a backbone plugged in by name alone."""
 
 import torch
+from torch import nn
 
+from vimi.condition import Condition
 from vimi.config import load_config
-from vimi.models.vimi_model import build_model, hold_last_given
+from vimi.models.registry import BACKBONES
+from vimi.models.vimi_model import VimiModel, hold_last_given, prepare_prompts
 from vimi.prompt import MultimodalPrompt
+
+SMALL = ["model.backbone.hidden=32", "model.backbone.depth=1", "model.backbone.heads=2"]
+
+
+def build_model(cfg) -> VimiModel:
+    return VimiModel(cfg.model, cfg.diffusion)
 
 
 def test_hold_last_given_fills_each_frame_with_the_latest_given_one() -> None:
@@ -20,7 +30,7 @@ def test_hold_last_given_fills_each_frame_with_the_latest_given_one() -> None:
 
 
 def test_condition_holds_the_given_frame_unless_disabled() -> None:
-    overrides = ["model.backbone.hidden=32", "model.backbone.depth=1", "model.backbone.heads=2"]
+    overrides = SMALL
     frames = torch.rand(1, 3, 4, 16, 16) * 2 - 1
     mask = torch.zeros(1, 1, 4, 16, 16)
     mask[:, :, 0] = 1.0
@@ -28,50 +38,14 @@ def test_condition_holds_the_given_frame_unless_disabled() -> None:
     for hold in (True, False):
         model = build_model(load_config(None, [*overrides, f"model.backbone.context_hold={hold}"]))
         cond = model.condition(prompts, frames * mask, mask)
-        later = cond["context"][:, :, 1:]
+        later = cond.context[:, :, 1:]
         expected = frames[:, :, :1].expand_as(later) if hold else torch.zeros_like(later)
         torch.testing.assert_close(later, expected)
-        assert torch.equal(cond["context_mask"], mask)
-
-
-def test_condition_fits_the_first_prompt_images_to_the_video_as_reference_clips() -> None:
-    from vimi.prompt import Image
-
-    overrides = ["model.backbone.hidden=32", "model.backbone.depth=1", "model.backbone.heads=2",
-                 "model.backbone.reference_images=2", "model.backbone.patch_t=2"]  # fmt: skip
-    model = build_model(load_config(None, overrides))
-    wide = torch.zeros(3, 8, 16)
-    wide[:, :, 4:12] = 0.5  # the centre 8x8 square; the sides are cropped away for a square video
-    images = [Image(wide), Image(torch.full((3, 8, 8), -0.5)), Image(torch.ones(3, 8, 8))]
-    prompts = [
-        MultimodalPrompt(["a ", images[0], " in ", images[1], " and ", images[2]]),
-        MultimodalPrompt(["a cat"]),
-    ]
-    cond = model.condition(prompts, size=(16, 16))
-    # [B, N, C, patch_t, H, W]: only the first two images, each a still clip over one temporal patch.
-    assert cond["references"].shape == (2, 2, 3, 2, 16, 16)
-    assert cond["reference_mask"].tolist() == [[True, True], [False, False]]
-    torch.testing.assert_close(cond["references"][0, 0], torch.full((3, 2, 16, 16), 0.5))
-    torch.testing.assert_close(cond["references"][0, 1], torch.full((3, 2, 16, 16), -0.5))
-    assert cond["references"][1].abs().sum() == 0
-    try:
-        model.condition(prompts)
-    except ValueError as err:
-        assert "size" in str(err)
-    else:
-        raise AssertionError("references without a video size must be refused")
-    # The loss reaches the references (once the zero-initialised gates and output layer are not zero).
-    with torch.no_grad():
-        for name, param in model.backbone.named_parameters():
-            if "adaLN" in name or "final_layer" in name:
-                param.normal_(0, 0.05)
-    videos = torch.rand(2, 3, 4, 16, 16) * 2 - 1
-    model.loss(videos, prompts).backward()
-    assert model.backbone.reference_embed.grad.abs().sum() > 0
+        assert torch.equal(cond.context_mask, mask)
 
 
 def test_context_residual_predicts_the_held_frame_at_high_noise_before_training() -> None:
-    overrides = ["model.backbone.hidden=32", "model.backbone.depth=1", "model.backbone.heads=2"]
+    overrides = SMALL
     frames = torch.rand(2, 3, 4, 16, 16) * 2 - 1
     mask = torch.zeros(2, 1, 4, 16, 16)
     mask[:, :, 0] = 1.0
@@ -93,13 +67,12 @@ def test_context_residual_predicts_the_held_frame_at_high_noise_before_training(
 def test_image_thumbnail_pathway_averages_the_prompt_images_and_modulates_the_video() -> None:
     from vimi.prompt import Image
 
-    overrides = ["model.backbone.hidden=32", "model.backbone.depth=1", "model.backbone.heads=2",
-                 "model.backbone.image_thumbnail=4"]  # fmt: skip
+    overrides = [*SMALL, "model.backbone.image_thumbnail=4"]
     model = build_model(load_config(None, overrides))
     red, blue = torch.zeros(3, 8, 8), torch.zeros(3, 8, 8)
     red[0], blue[2] = 1.0, 1.0
     prompts = [MultimodalPrompt(["a ", Image(red), " and a ", Image(blue)]), MultimodalPrompt(["a cat"])]
-    thumbnails = model.condition(prompts)["thumbnails"]  # [B, 3*4*4 + 1]
+    thumbnails = model.condition(prompts).pooled  # [B, 3*4*4 + 1]
     assert thumbnails.shape == (2, 49)
     pixels = thumbnails[0, :-1].reshape(3, 4, 4)
     torch.testing.assert_close(pixels.mean(dim=(1, 2)), torch.tensor([0.5, 0.0, 0.5]))  # the mean image
@@ -128,11 +101,10 @@ def test_guided_sampling_of_a_thumbnail_model_follows_the_guidance_formula() -> 
     # Image guidance compares the prompt with and without its images, which for this model differ in their
     # thumbnails too: the batched guided call must carry them for all three conditions.
     from vimi.diffusion import multimodal_guidance
-    from vimi.diffusion.sampling import sample_videos
+    from vimi.pipeline import VimiPipeline
     from vimi.prompt import Image
 
-    overrides = ["model.backbone.hidden=32", "model.backbone.depth=1", "model.backbone.heads=2",
-                 "model.backbone.image_thumbnail=4"]  # fmt: skip
+    overrides = [*SMALL, "model.backbone.image_thumbnail=4"]
     cfg = load_config(None, overrides)
     model = build_model(cfg).eval()
     with torch.no_grad():
@@ -143,7 +115,7 @@ def test_guided_sampling_of_a_thumbnail_model_follows_the_guidance_formula() -> 
     red[0] = 1.0
     prompts = [MultimodalPrompt(["a ", Image(red), " in a field"])]
     variants = [prompts, [p.drop_text() for p in prompts], [p.drop_text().drop_images() for p in prompts]]
-    conds = [model.condition(v, size=(16, 16)) for v in variants]
+    conds = [model.condition(v) for v in variants]
     x, sigma = torch.randn(1, 3, 4, 16, 16), torch.full((1,), 2.0)
     with torch.no_grad():
         full, image_only, uncond = (model.denoiser(x, sigma, c) for c in conds)
@@ -151,21 +123,79 @@ def test_guided_sampling_of_a_thumbnail_model_follows_the_guidance_formula() -> 
         out = guided(x, sigma, cond=conds[0], cond_image=conds[1], cond_uncond=conds[2])
     torch.testing.assert_close(out, uncond + 3.0 * (image_only - uncond) + 2.0 * (full - image_only))
     assert not torch.allclose(image_only, uncond, atol=1e-4)  # the thumbnail is what tells them apart
-    videos = sample_videos(model, prompts, (1, 3, 4, 16, 16), [0], cfg.diffusion, steps=2, sampler="euler",
-                           guidance_text=2.0, guidance_image=3.0)  # fmt: skip
+    pipe = VimiPipeline(model, cfg.pipeline_config(), device="cpu")
+    videos = pipe(prompts, num_frames=4, height=16, width=16, num_inference_steps=2, sampler="euler",
+                  guidance_text=2.0, guidance_image=3.0, progress=False).frames  # fmt: skip
     assert videos.shape == (1, 3, 4, 16, 16) and videos.isfinite().all()
 
 
-def test_sigma_skip_from_the_config_sets_what_an_untrained_model_keeps_of_its_input() -> None:
-    overrides = ["model.backbone.hidden=32", "model.backbone.depth=1", "model.backbone.heads=2"]
-    video = torch.rand(2, 3, 4, 16, 16) * 2 - 1
-    noisy = video + 0.5 * torch.randn_like(video)
-    sigma = torch.full((2,), 0.5)
-    prompts = [MultimodalPrompt(["a cat moves left"], "t2v")] * 2
-    kept = {}
-    for skip in ("null", "0.05"):
-        model = build_model(load_config(None, [*overrides, f"diffusion.sigma_skip={skip}"]))
-        denoised = model.denoiser(noisy, sigma, model.condition(prompts))  # the output layer starts at zero
-        kept[skip] = (denoised * noisy).sum().item() / noisy.pow(2).sum().item()  # D = c_skip x
-    assert abs(kept["null"] - 0.5) < 1e-4  # EDM: sigma_data^2 / (sigma^2 + sigma_data^2)
-    assert abs(kept["0.05"] - 0.05**2 / (0.5**2 + 0.05**2)) < 1e-4  # x0-prediction: almost nothing of it
+def test_a_text_only_model_never_sees_prompt_images() -> None:
+    from vimi.prompt import Image
+
+    red = torch.zeros(3, 8, 8)
+    red[0] = 1.0
+    prompts = [MultimodalPrompt(["a ", Image(red), " in a field"])]
+    for text_only in (False, True):
+        cfg = load_config(None, [*SMALL, "model.backbone.image_thumbnail=2", f"model.text_only={text_only}"])
+        prepared = prepare_prompts(cfg.model, prompts)
+        assert len(prepared.prompts[0].images) == (0 if text_only else 1)
+        assert prepared.pooled[0, -1].item() == (0.0 if text_only else 1.0)  # the has-image flag
+        cond = build_model(cfg).condition(prompts)
+        without_images = build_model(cfg).condition([prompts[0].drop_images()])
+        assert (cond.tokens.shape == without_images.tokens.shape) == text_only
+
+
+def test_the_loss_falls_on_a_fixed_batch_and_given_noise_makes_it_repeatable() -> None:
+    torch.manual_seed(0)
+    model = build_model(load_config(None, SMALL))
+    videos = torch.rand(4, 3, 4, 16, 16) * 2 - 1
+    prompts = [MultimodalPrompt([f"a cat number {i}"], "t2v") for i in range(4)]
+    sigma, noise = torch.full((4,), 0.5), torch.randn(4, 3, 4, 16, 16)
+    assert torch.equal(
+        model(videos, prompts, sigma=sigma, noise=noise), model(videos, prompts, sigma=sigma, noise=noise)
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = model.loss(videos, prompts, sigma=sigma, noise=noise)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+class MeanShiftBackbone(nn.Module):
+    """A backbone that only this test knows: it reads the condition's tokens and context through the contract."""
+
+    def __init__(self, cfg, in_channels: int, cond_dim: int):
+        super().__init__()
+        self.read_tokens = nn.Linear(cond_dim, in_channels)
+        self.seen: list[Condition] = []
+
+    def forward(self, x, c_noise, cond: Condition):
+        self.seen.append(cond)
+        shift = self.read_tokens(cond.tokens.mean(dim=1))  # [B, C]
+        return x * 0 + shift[:, :, None, None, None] + c_noise[:, None, None, None, None]
+
+
+def test_a_new_backbone_plugs_in_by_name_and_gets_the_condition_untouched() -> None:
+    from vimi.pipeline import VimiPipeline
+
+    BACKBONES.register("test_mean_shift")(MeanShiftBackbone)
+    try:
+        cfg = load_config(None, ["model.backbone.kind=test_mean_shift", "sample.num_inference_steps=2"])
+        model = build_model(cfg)
+        assert isinstance(model.backbone, MeanShiftBackbone)
+        frame = torch.zeros(3, 16, 16)
+        pipe = VimiPipeline(model, cfg.pipeline_config(), device="cpu")
+        out = pipe(["a cat", "a dog"], first_frame=frame, num_frames=4, height=16, width=16, progress=False)
+        assert out.frames.shape == (2, 3, 4, 16, 16)
+        # Guidance batched the three conditions into one Condition, given frames included, and the
+        # denoiser passed it on as it was.
+        assert all(isinstance(cond, Condition) and cond.context is not None for cond in model.backbone.seen)
+        videos = torch.rand(2, 3, 4, 16, 16) * 2 - 1
+        model.loss(videos, [MultimodalPrompt(["a cat"], "t2v")] * 2).backward()
+        assert model.backbone.read_tokens.weight.grad.abs().sum() > 0
+    finally:
+        BACKBONES._entries.pop("test_mean_shift")

@@ -6,6 +6,7 @@ import os
 import pytest
 import torch
 
+from vimi.checkpoint import latest_checkpoint, list_checkpoints, resolve_checkpoint
 from vimi.errors import CheckpointError
 from vimi.train import checkpoint as ckpt
 
@@ -16,7 +17,7 @@ def save(root, step, value=1.0, keep_last=3):
     return ckpt.save_checkpoint(
         root,
         step,
-        config={"train": {"steps": 9}},
+        config={"sample": {"num_inference_steps": 9}},
         inference_weights=weights,
         raw_weights=weights,
         optimizer_state=optimizer.state_dict(),
@@ -29,7 +30,7 @@ def save(root, step, value=1.0, keep_last=3):
 def test_round_trip_loads_with_weights_only(tmp_path):
     path = save(tmp_path, 5, value=2.5)
     assert path.name == "step-00000005" and (path / "COMPLETE").is_file()
-    assert json.loads((path / "config.json").read_text())["train"]["steps"] == 9
+    assert json.loads((path / "config.json").read_text())["sample"]["num_inference_steps"] == 9
     state = ckpt.load_train_state(tmp_path)
     assert torch.equal(state["model"]["backbone.w"], torch.full((2, 3), 2.5))
     assert state["state"] == {"step": 5, "samples_seen": 20}
@@ -53,16 +54,16 @@ def test_folder_without_complete_marker_is_never_picked(tmp_path):
     save(tmp_path, 1)
     newer = save(tmp_path, 2)
     (newer / "COMPLETE").unlink()  # as if killed before the marker landed
-    assert ckpt.latest_checkpoint(tmp_path).name == "step-00000001"
+    assert latest_checkpoint(tmp_path).name == "step-00000001"
     with pytest.raises(CheckpointError, match="COMPLETE"):
-        ckpt.resolve_checkpoint(newer)
+        resolve_checkpoint(newer)
 
 
 def test_keep_last_prunes_old_and_stale_temp_folders(tmp_path):
     (tmp_path / ".step-00000009.tmp-dead").mkdir()  # a killed writer's leftovers
     for step in range(1, 6):
         save(tmp_path, step, keep_last=2)
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-00000004", "step-00000005"]
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000004", "step-00000005"]
     assert not list(tmp_path.glob(".step-*"))
 
 
@@ -75,7 +76,7 @@ def test_resave_same_step_replaces_it(tmp_path):
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
-        ckpt.resolve_checkpoint(tmp_path / "nope")
+        resolve_checkpoint(tmp_path / "nope")
 
 
 def test_corrupt_weights_name_the_file(tmp_path):

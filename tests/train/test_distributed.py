@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from vimi.checkpoint import inference_state_dict, latest_checkpoint
 from vimi.data.video_io import probe_video, read_video
 from vimi.pipeline import VimiPipeline
-from vimi.train.checkpoint import latest_checkpoint, load_train_state
+from vimi.train.checkpoint import load_train_state
 from vimi.train.logging import read_metrics
 from vimi.train.trainer import train
 
@@ -112,7 +113,7 @@ def test_two_rank_fsdp_matches_one_process_loads_and_resumes(tiny_world, tmp_pat
 
     # The gathered checkpoint is a complete pipeline folder: its EMA weights load for inference.
     pipe = VimiPipeline.from_pretrained(out2, device="cpu")
-    loaded = pipe.model.inference_state_dict()
+    loaded = inference_state_dict(pipe.model)
     assert loaded.keys() == two["ema"].keys()
     for key, value in two["ema"].items():
         assert torch.equal(loaded[key], value), key

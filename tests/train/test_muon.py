@@ -5,7 +5,7 @@ import torch
 
 from vimi.config import TrainConfig
 from vimi.errors import CheckpointError, ConfigError
-from vimi.models.vimi_model import build_model
+from vimi.models.vimi_model import VimiModel
 from vimi.train.logging import read_metrics
 from vimi.train.optim import MuonWithAdamW, build_optimizer, build_scheduler
 from vimi.train.trainer import train
@@ -17,7 +17,8 @@ from .test_resume import assert_bitwise_equal, final_state
 @pytest.fixture
 def model(tiny_world, tmp_path):
     torch.manual_seed(0)
-    return build_model(debug_config(tiny_world, tmp_path))
+    cfg = debug_config(tiny_world, tmp_path)
+    return VimiModel(cfg.model, cfg.diffusion)
 
 
 def muon_config(**overrides) -> TrainConfig:

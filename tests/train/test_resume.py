@@ -9,8 +9,9 @@ import time
 import pytest
 import torch
 
+from vimi.checkpoint import latest_checkpoint
 from vimi.errors import ConfigError
-from vimi.train.checkpoint import latest_checkpoint, load_train_state
+from vimi.train.checkpoint import load_train_state
 from vimi.train.logging import read_metrics
 from vimi.train.trainer import train
 

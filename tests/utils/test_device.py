@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from vimi.errors import ConfigError
-from vimi.pipeline import default_device
 from vimi.utils.device import resolve_device
 
 
@@ -16,7 +15,6 @@ def test_auto_is_cuda_when_available_else_cpu(name):
 def test_cpu_names_and_devices_pass_through():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device(torch.device("cpu")) == torch.device("cpu")
-    assert default_device("cpu") == torch.device("cpu")
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint", default=None, help=f"checkpoint folder (default: {SHIPPED_CHECKPOINT})"
     )
     parser.add_argument("--n", type=int, default=2, help="held-out prompts per task (default: 2)")
-    parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the checkpoint's)")
+    parser.add_argument(
+        "--num-inference-steps", type=int, default=None, help="sampler steps (default: the checkpoint's)"
+    )
     parser.add_argument(
         "--train", action="store_true", help="train both stages from scratch with the CPU recipes first"
     )
@@ -118,7 +120,7 @@ def _evaluate(cfg, args, world, index: Path, checkpoint: Path, folder: Path) -> 
     from vimi.eval.run import evaluate_checkpoints
 
     eval_cfg = dataclasses.replace(cfg.eval, split="heldout", n=args.n)
-    sampling = sampling_overrides(args.overrides, cfg.sample, args.steps)
+    sampling = sampling_overrides(args.overrides, cfg.sample, args.num_inference_steps)
     return evaluate_checkpoints(
         {"vimi": checkpoint}, world, DEMO_TASKS, eval_cfg, folder,
         index=index, sampling=sampling, device=args.device, save_videos=True,

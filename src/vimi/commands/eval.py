@@ -41,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     grounding.add_argument("--index", default=None, help="retrieval index for the t2v task (vimi index)")
     grounding.add_argument(
-        "--steps", type=int, default=None, help="sampler steps (default: the checkpoint's)"
+        "--num-inference-steps", type=int, default=None, help="sampler steps (default: the checkpoint's)"
     )
-    # --set sample.guidance_text=... (and guidance_image, sampler, steps) override the checkpoints' own.
+    # --set sample.guidance_text=... (and guidance_image, sampler, num_inference_steps) override the checkpoints' own.
     grounding.add_argument("--device", default=None, help=DEVICE_HELP)
     grounding.add_argument("--out", required=True, help="output folder: metrics.json, report.html, media/")
 
@@ -128,15 +128,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _grounding(args: argparse.Namespace, cfg) -> int:
+    from vimi.checkpoint import load_pipeline_config
     from vimi.eval.bench import check_tasks, sampling_overrides
-    from vimi.pipeline import load_pipeline_config
 
     # Everything a user can get wrong is checked before any weights are loaded.
     tasks = check_tasks([args.task] if args.task is not None else cfg.eval.tasks)
     eval_cfg = dataclasses.replace(
         cfg.eval, split=args.split or cfg.eval.split, n=cfg.eval.n if args.n is None else args.n
     )
-    sampling = sampling_overrides(args.overrides, cfg.sample, args.steps)
+    sampling = sampling_overrides(args.overrides, cfg.sample, args.num_inference_steps)
     if eval_cfg.split not in ("train", "heldout"):
         raise ConfigError(f"--split {eval_cfg.split}: use train or heldout")
     if eval_cfg.n < 1:
@@ -179,8 +179,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _sensitivity(args: argparse.Namespace, cfg) -> int:
+    from vimi.checkpoint import load_pipeline_config
     from vimi.config import TaskWeights
-    from vimi.pipeline import load_pipeline_config
 
     try:
         sigmas = [float(s) for s in args.sigmas.split(",") if s.strip()]
@@ -191,19 +191,24 @@ def _sensitivity(args: argparse.Namespace, cfg) -> int:
     if args.n < 2:
         raise ConfigError(f"--n {args.n}: a swap needs at least 2 samples")
     _, checkpoint_cfg = load_pipeline_config(args.checkpoint)  # CheckpointError before anything else loads
-    if args.swap == "images" and checkpoint_cfg.train.text_only:
+    if args.swap == "images" and checkpoint_cfg.model.text_only:
         raise ConfigError(
-            f"{args.checkpoint} is text-only (train.text_only): it sees no images; use --swap prompts"
+            f"{args.checkpoint} is text-only (model.text_only): it sees no images; use --swap prompts"
         )
-    # The checkpoint's own data settings (clip size, frames), on the samples of the chosen world and task.
+    # Clips of the checkpoint's own video size, drawn as --config's tasks draw them (its train.* settings),
+    # from the chosen world and prompts.
+    sample = checkpoint_cfg.sample
     data = dataclasses.replace(
-        checkpoint_cfg.data,
-        world_dir=args.world or checkpoint_cfg.data.world_dir,
-        train_manifest=args.prompts or checkpoint_cfg.data.train_manifest,
+        cfg.data,
+        world_dir=args.world or cfg.data.world_dir,
+        train_manifest=args.prompts or cfg.data.train_manifest,
+        num_frames=sample.num_frames,
+        height=sample.height,
+        width=sample.width,
     )
     weights = TaskWeights(**{f.name: float(f.name == args.task) for f in dataclasses.fields(TaskWeights)})
-    train = dataclasses.replace(checkpoint_cfg.train, stage="instruct", tasks=weights)
-    sample_cfg = dataclasses.replace(checkpoint_cfg, data=data, train=train)
+    train = dataclasses.replace(cfg.train, stage="instruct", tasks=weights)
+    sample_cfg = dataclasses.replace(cfg, data=data, train=train, model=checkpoint_cfg.model)
 
     from vimi.data.tasks import build_task_dataset, collate_samples
     from vimi.eval.sensitivity import SWAPS, condition_sensitivity, format_sensitivity
@@ -278,15 +283,16 @@ def _fvd(args: argparse.Namespace, cfg) -> int:
 
 
 def _ucf101(args: argparse.Namespace, cfg) -> int:
+    from vimi.checkpoint import load_pipeline_config
     from vimi.eval.ucf101 import list_ucf101, run_ucf101
-    from vimi.pipeline import VimiPipeline, load_pipeline_config
+    from vimi.pipeline import VimiPipeline
 
     list_ucf101(args.root)  # DataError naming the folder before the weights are loaded
     load_pipeline_config(args.checkpoint)
     pipe = VimiPipeline.from_pretrained(args.checkpoint, device=args.device)
 
     def generate(prompts, seeds):
-        return pipe(prompts, seed=list(seeds), num_frames=cfg.eval.ucf_num_frames, progress=False)
+        return pipe(prompts, seed=list(seeds), num_frames=cfg.eval.ucf_num_frames, progress=False).frames
 
     results = run_ucf101(args.root, generate, cfg.eval, args.out, device=args.device)
     print(json.dumps({k: v for k, v in results.items() if k != "protocol"}, default=str))

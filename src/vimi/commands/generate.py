@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--index", default=None, metavar="DIR", help="retrieval index: ground a text-only prompt"
     )
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument(
+        "--num-inference-steps", type=int, default=None, help="sampler steps (default: the checkpoint's)"
+    )
     parser.add_argument(
         "--sampler", default=None, help="euler, euler_ancestral, heun or dpmpp_2m (default: the checkpoint's)"
     )
@@ -55,8 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vimi.checkpoint import load_pipeline_config
     from vimi.data.image_io import read_image
-    from vimi.pipeline import VimiPipeline, check_sample_size, load_pipeline_config, to_prompt
+    from vimi.pipeline import VimiPipeline, check_sample_size, to_prompt
 
     # Everything a user can get wrong is checked before the weights are loaded.
     out = Path(args.out)
@@ -87,14 +90,14 @@ def run(args: argparse.Namespace) -> int:
         num_frames=frames,
         height=height,
         width=width,
-        steps=args.steps,
+        num_inference_steps=args.num_inference_steps,
         sampler=args.sampler,
         guidance_text=args.guidance_text,
         guidance_image=args.guidance_image,
         seed=args.seed,
         index=args.index,
         progress=True,
-    )[0]  # [C, T, H, W]
+    ).frames[0]  # [C, T, H, W]
     written = write_video(video, out, fps=args.fps or sample.fps, gif=args.gif)
     for path in written:
         print(f"wrote {path}")
@@ -114,11 +117,9 @@ def _size_multiple(cfg) -> tuple[int, int, int]:
 
 def write_video(video, out: Path, fps: int, gif: bool) -> list[Path]:
     """Write [C, T, H, W] to `out` (.mp4 or .gif) and, with `gif`, a GIF beside the mp4."""
-    from vimi.data.video_io import write_gif, write_mp4
+    from vimi.utils.export import export_to_video
 
-    if out.suffix.lower() == ".gif":
-        return [write_gif(video, out, fps=fps)]
-    written = [write_mp4(video, out, fps=fps)]
-    if gif:
-        written.append(write_gif(video, out.with_suffix(".gif"), fps=fps))
+    written = [export_to_video(video, out, fps=fps)]
+    if gif and out.suffix.lower() != ".gif":
+        written.append(export_to_video(video, out.with_suffix(".gif"), fps=fps))
     return written

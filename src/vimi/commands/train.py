@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["train.resume=true"] if args.resume else [])
     cfg = load_config(args.config, overrides)
     # Imported after the config is known good: torch is slow to import.
-    from vimi.train.checkpoint import checkpoint_name
+    from vimi.checkpoint import checkpoint_name
     from vimi.train.trainer import train
 
     last = train(cfg)

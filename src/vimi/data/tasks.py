@@ -291,8 +291,6 @@ class TaskMixture(torch.utils.data.Dataset):
             require_image_files(prompt)
         except (MediaError, PromptError, json.JSONDecodeError, KeyError) as err:
             raise DataError(f"task {name}, row {row} of {task.manifest}: {describe_row_error(err)}") from None
-        if self.cfg.train.text_only:
-            prompt = prompt.drop_images()
         if dropout:
             prompt = drop_condition(prompt, rng.random(), self.cfg)
         return TaskSample(prompt, video, context, context_mask, index, rng.getrandbits(62))

@@ -223,7 +223,11 @@ def write_mp4(
 
 def gif_bytes(video: torch.Tensor, fps: int = 8) -> bytes:
     """A looping GIF89a of [C, T, H, W] in [-1, 1], in memory (Pillow, one 256-colour palette per frame)."""
-    images = [Image.fromarray(frame) for frame in _video_frames(video)]  # [C, T, H, W] -> T x [H, W, C]
+    return encode_gif([Image.fromarray(frame) for frame in _video_frames(video)], fps)  # T x [H, W, C]
+
+
+def encode_gif(images: list[Image.Image], fps: int = 8) -> bytes:
+    """A looping GIF89a of the frames `images`, in memory."""
     buffer = io.BytesIO()
     images[0].save(
         buffer,

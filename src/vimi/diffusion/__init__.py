@@ -10,26 +10,33 @@ from vimi.diffusion.edm import (
     sample_training_sigmas,
     sampling_sigmas,
 )
-from vimi.diffusion.guidance import concat_conditions, multimodal_guidance, pad_tokens
-from vimi.diffusion.noise import randn_per_sample
-from vimi.diffusion.samplers import SAMPLERS, karras_sigmas, sample_dpmpp_2m, sample_euler, sample_heun
+from vimi.diffusion.guidance import multimodal_guidance
+from vimi.diffusion.noise import randn_per_sample, seeded_noise_sampler
+from vimi.diffusion.samplers import (
+    SAMPLERS,
+    STOCHASTIC_SAMPLERS,
+    karras_sigmas,
+    sample_dpmpp_2m,
+    sample_euler,
+    sample_heun,
+)
 
 __all__ = [
     "SAMPLERS",
+    "STOCHASTIC_SAMPLERS",
     "EDMDenoiser",
     "append_dims",
-    "concat_conditions",
     "edm_loss",
     "edm_loss_weight",
     "edm_preconditioning",
     "karras_sigmas",
     "multimodal_guidance",
     "noise_shift",
-    "pad_tokens",
     "randn_per_sample",
     "sample_dpmpp_2m",
     "sample_euler",
     "sample_heun",
     "sample_training_sigmas",
     "sampling_sigmas",
+    "seeded_noise_sampler",
 ]

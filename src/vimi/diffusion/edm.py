@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from vimi.condition import Condition
 from vimi.config import DiffusionConfig
 from vimi.diffusion.samplers import karras_sigmas
 
@@ -21,28 +22,26 @@ def append_dims(x: torch.Tensor, target_dims: int) -> torch.Tensor:
 
 
 def edm_preconditioning(
-    sigma: torch.Tensor, sigma_data: float, sigma_skip: float | None = None
+    sigma: torch.Tensor, sigma_data: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(c_skip, c_out, c_in, c_noise) of EDM Table 1 for noise levels sigma, with the skip's scale apart.
+    """(c_skip, c_out, c_in, c_noise) of EDM Table 1 for noise levels sigma.
 
-    c_skip = sigma_skip^2 / (sigma^2 + sigma_skip^2) and c_out the standard deviation of the network's target
-    (x0 - c_skip x) / c_out under EDM's data model, so the target has unit variance at every sigma; with
-    sigma_skip = sigma_data (None) these are EDM's own formulas. A smaller sigma_skip predicts x0 (c_skip -> 0)
-    wherever sigma >> sigma_skip, while still passing the input through as sigma -> 0.
+    c_out is written as the standard deviation of the network's target (x0 - c_skip x) / c_out under EDM's
+    data model, sqrt((1 - c_skip)^2 sigma_data^2 + c_skip^2 sigma^2), which equals EDM's
+    sigma sigma_data / sqrt(sigma^2 + sigma_data^2).
     """
-    skip = sigma_data if sigma_skip is None else sigma_skip
     sigma_sq, data_sq = sigma**2, sigma_data**2
-    c_skip = skip**2 / (sigma_sq + skip**2)
+    c_skip = data_sq / (sigma_sq + data_sq)
     c_out = ((1 - c_skip) ** 2 * data_sq + c_skip**2 * sigma_sq).sqrt()
     c_in = 1 / (sigma_sq + data_sq).sqrt()
     c_noise = sigma.log() / 4
     return c_skip, c_out, c_in, c_noise
 
 
-def edm_loss_weight(sigma: torch.Tensor, sigma_data: float, sigma_skip: float | None = None) -> torch.Tensor:
-    """lambda(sigma) = 1 / c_out^2, so the effective target has unit variance; (sigma^2 + sigma_data^2) /
-    (sigma * sigma_data)^2 for EDM's skip."""
-    return edm_preconditioning(sigma, sigma_data, sigma_skip)[1].pow(-2)
+def edm_loss_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
+    """lambda(sigma) = 1 / c_out^2 = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2, so the network's
+    effective target has unit variance at every noise level (EDM Eq. 8)."""
+    return edm_preconditioning(sigma, sigma_data)[1].pow(-2)
 
 
 def noise_shift(shape: tuple[int, ...] | torch.Size, reference_size: int) -> float:
@@ -54,47 +53,31 @@ def noise_shift(shape: tuple[int, ...] | torch.Size, reference_size: int) -> flo
 
 
 class EDMDenoiser(nn.Module):
-    """D(x; sigma) = c_skip x + c_out F(c_in x; c_noise, cond): wraps a raw network such as VideoDiT.
+    """D(x; sigma) = c_skip x + c_out F(c_in x; c_noise, cond): wraps a backbone F(x, c_noise, cond).
 
-    context_residual=True denoises the difference from cond["context"] (the given frames, held over the
-    later ones): D(x) = context + D'(x - context), so that what the given frames already show is the
-    default and the network learns only what changes (`DiffusionConfig.context_residual`).
+    The condition goes to the backbone as it is. context_residual=True denoises the difference from
+    cond.context (the given frames, held over the later ones): D(x) = context + D'(x - context), so that
+    what the given frames already show is the default and the network learns only what changes.
     """
 
-    def __init__(
-        self,
-        net: nn.Module,
-        sigma_data: float,
-        context_residual: bool = False,
-        sigma_skip: float | None = None,
-    ):
+    def __init__(self, net: nn.Module, sigma_data: float, context_residual: bool = False):
         super().__init__()
         self.net = net
         self.sigma_data = sigma_data
-        self.sigma_skip = sigma_skip
         self.context_residual = context_residual
 
-    def forward(self, x_noisy: torch.Tensor, sigma: torch.Tensor | float, cond: dict) -> torch.Tensor:
-        """x_noisy [B, C, T, H, W], sigma [B] (or a scalar), cond {"tokens", "mask", ...} -> x0_hat [B, C, T, H, W]."""
+    def forward(self, x_noisy: torch.Tensor, sigma: torch.Tensor | float, cond: Condition) -> torch.Tensor:
+        """x_noisy [B, C, T, H, W], sigma [B] (or a scalar) -> x0_hat [B, C, T, H, W] (float32)."""
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x_noisy.device)
         sigma = sigma.float().expand(x_noisy.shape[0]) if sigma.ndim == 0 else sigma.float()
-        c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma, self.sigma_data, self.sigma_skip)
+        c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma, self.sigma_data)
         x32 = x_noisy.float()
-        prior = cond.get("context") if self.context_residual else None
+        prior = cond.context.float() if self.context_residual and cond.context is not None else None
         if prior is not None:
-            x32 = x32 - prior.float()
-        net_out = self.net(
-            (append_dims(c_in, x32.ndim) * x32).to(x_noisy.dtype),
-            c_noise,
-            cond["tokens"],
-            cond["mask"],
-            context=cond.get("context"),
-            context_mask=cond.get("context_mask"),
-            # Only models built with them take these (backbone.reference_images, backbone.image_thumbnail).
-            **{key: cond[key] for key in ("references", "reference_mask", "thumbnails") if key in cond},
-        )
+            x32 = x32 - prior
+        net_out = self.net((append_dims(c_in, x32.ndim) * x32).to(x_noisy.dtype), c_noise, cond)
         denoised = append_dims(c_skip, x32.ndim) * x32 + append_dims(c_out, x32.ndim) * net_out.float()
-        return denoised if prior is None else denoised + prior.float()
+        return denoised if prior is None else denoised + prior
 
 
 def sample_training_sigmas(
@@ -110,19 +93,31 @@ def sample_training_sigmas(
 
 
 def edm_loss(
-    denoiser: EDMDenoiser,
+    denoiser: nn.Module,
     x0: torch.Tensor,
-    cond: dict,
+    cond: Condition,
     cfg: DiffusionConfig,
     generator: torch.Generator | None = None,
+    sigma: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-sample EDM loss [B]: lambda(sigma) * mean ||D(x0 + sigma n; sigma) - x0||^2 (EDM Eq. 2 and 8)."""
-    sigma = sample_training_sigmas(x0.shape[0], cfg, x0.shape, x0.device, generator)
-    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    """Per-sample EDM loss [B]: lambda(sigma) * mean ||D(x0 + sigma n; sigma) - x0||^2 (EDM Eq. 2 and 8).
+
+    sigma [B] and noise (x0's shape) are drawn here from `generator` unless given (the trainer draws each
+    sample's from its own seed, so a sample's loss does not depend on its batch).
+    """
+    if sigma is None:
+        sigma = sample_training_sigmas(x0.shape[0], cfg, x0.shape, x0.device, generator)
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    if noise.shape != x0.shape or sigma.shape != x0.shape[:1]:
+        raise ValueError(
+            f"edm_loss: sigma {tuple(sigma.shape)} and noise {tuple(noise.shape)} for x0 {tuple(x0.shape)}"
+        )
+    sigma, noise = sigma.to(x0.device), noise.to(x0.device, x0.dtype)
     x_noisy = x0 + append_dims(sigma, x0.ndim).to(x0.dtype) * noise
     denoised = denoiser(x_noisy, sigma, cond)
-    weight = edm_loss_weight(sigma, cfg.sigma_data, cfg.sigma_skip)
-    return weight * (denoised - x0.float()).pow(2).flatten(1).mean(dim=1)
+    return edm_loss_weight(sigma, cfg.sigma_data) * (denoised - x0.float()).pow(2).flatten(1).mean(dim=1)
 
 
 def sampling_sigmas(

@@ -1,5 +1,7 @@
 """Per-sample seeded noise, so that a sample does not depend on the batch (or world) size it is drawn in."""
 
+from collections.abc import Callable
+
 import torch
 
 
@@ -21,3 +23,13 @@ def randn_per_sample(
         )
     samples = [torch.randn(shape[1:], generator=torch.Generator().manual_seed(int(seed))) for seed in seeds]
     return torch.stack(samples).to(device=device, dtype=dtype)
+
+
+def seeded_noise_sampler(
+    shape: tuple[int, ...] | torch.Size, seeds: list[int], device: torch.device | str = "cpu"
+) -> Callable[[int], torch.Tensor]:
+    """A stochastic sampler's `noise_sampler(step)`: step i's fresh noise for sample b comes from seeds[b] and i
+    alone (an offset stream per step), so a sampled video does not depend on its batch either."""
+    return lambda step: randn_per_sample(
+        shape, [(seed * 1_000_003 + step + 1) % 2**63 for seed in seeds], device=device
+    )

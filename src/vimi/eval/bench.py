@@ -160,7 +160,7 @@ def build_items(
 
 
 def truth_videos(world: GroundedWorld, items: Sequence[BenchItem]) -> torch.Tensor:
-    """The items' exact ground-truth videos [B, C, T, H, W] in [-1, 1] (what the probes in tools/ noise)."""
+    """The items' exact ground-truth videos [B, C, T, H, W] in [-1, 1], e.g. to noise and denoise them."""
     return torch.stack([from_uint8(world.render_ground_truth(item.record)) for item in items])
 
 
@@ -243,13 +243,15 @@ def summarize(scores: Sequence[VideoScore], cfg: EvalConfig) -> dict[str, dict[s
     return out
 
 
-SAMPLING_KEYS = ("steps", "sampler", "guidance_text", "guidance_image")
+SAMPLING_KEYS = ("num_inference_steps", "sampler", "guidance_text", "guidance_image")
 """The sample.* settings an evaluation may override; the video size is the world's."""
 
 
-def sampling_overrides(overrides: Sequence[str], sample: Any, steps: int | None = None) -> dict[str, Any]:
+def sampling_overrides(
+    overrides: Sequence[str], sample: Any, num_inference_steps: int | None = None
+) -> dict[str, Any]:
     """The sample.* values a command's `--set` list names explicitly (resolved and type-checked in `sample`),
-    and its --steps flag (which wins) unless None.
+    and its --num-inference-steps flag (which wins) unless None.
 
     A checkpoint samples with its own config unless told otherwise; a sample.* key an evaluation cannot
     honour (the video size comes from the world) is a ConfigError rather than silently ignored.
@@ -266,7 +268,8 @@ def sampling_overrides(overrides: Sequence[str], sample: Any, steps: int | None 
                 f"of sample.* it takes {', '.join(SAMPLING_KEYS)}"
             )
         chosen[name] = getattr(sample, name)
-    return chosen | ({"steps": steps} if steps is not None else {})
+    steps = {"num_inference_steps": num_inference_steps} if num_inference_steps is not None else {}
+    return chosen | steps
 
 
 def pipeline_generate_fn(
@@ -280,7 +283,7 @@ def pipeline_generate_fn(
         return pipe(
             prompts, first_frame=frames, seed=list(seeds), index=index,
             num_frames=num_frames, height=height, width=width, progress=False, **(sampling or {}),
-        )  # fmt: skip
+        ).frames  # fmt: skip
 
     return generate
 

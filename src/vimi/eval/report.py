@@ -2,7 +2,8 @@
 
 One row per prompt: the task, the prompt text and images, each run's generated video (the checkpoint
 and, side by side, a baseline), the ground truth, and per-metric bars for each run. Every piece of
-text goes through html.escape; every media path is relative to the report.
+text goes through html.escape; every media path is relative to the report. OUT/strip.gif shows one
+prompt at a glance (`write_strip_gif`): its text, its images, the generated video and the ground truth.
 """
 
 import html
@@ -10,12 +11,15 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
 
-from vimi.data.image_io import save_image
-from vimi.data.video_io import write_gif
+from vimi.data.image_io import save_image, to_uint8
+from vimi.data.video_io import encode_gif, write_gif
 from vimi.eval.bench import BenchResult
-from vimi.utils.atomic import atomic_open
+from vimi.utils.atomic import atomic_open, atomic_path
 
 MEDIA = "media"
 STYLE = """
@@ -48,7 +52,7 @@ def write_report(
             raise ValueError(
                 f"run {name!r} scored other prompts than run {names[0]!r}; reports compare the same items"
             )
-    rows = []
+    rows, truths = [], []
     for row, item in enumerate(first.items):
         stem = _slug(item.id)
         images = _prompt_images(item.model_prompt.images, media, stem)  # prediction: its first frame too
@@ -61,7 +65,8 @@ def write_report(
             write_gif(results[name].videos[row], gif, fps=fps)
             cells.append(f"<td>{_img(gif.relative_to(out_dir).as_posix(), 'media', name)}</td>")
         truth = media / f"{stem}-truth.gif"
-        write_gif(_truth_video(item.record.video, first.videos[row]), truth, fps=fps)
+        truths.append(_truth_video(item.record.video, first.videos[row]))
+        write_gif(truths[-1], truth, fps=fps)
         cells.append(f"<td>{_img(truth.relative_to(out_dir).as_posix(), 'media', 'ground truth')}</td>")
         for name in names:
             cells.append(f"<td>{_bars(results[name].scores[row].metrics())}</td>")
@@ -85,7 +90,121 @@ def write_report(
     path = out_dir / "report.html"
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(body) + "\n")
+    # The strip shows a subject prompt where there is one: the task whose images matter most.
+    row = next((i for i, item in enumerate(first.items) if item.task == "subject"), 0)
+    item, video, truth = first.items[row], first.videos[row], truths[row]
+    truth = truth if truth.shape == video.shape else None  # a truth clip shorter than the video is left out
+    write_strip_gif(
+        out_dir / "strip.gif",
+        video,
+        [image.load() for image in item.model_prompt.images],
+        truth=truth,
+        text=item.text,
+        fps=fps,
+    )
     return path
+
+
+STRIP_MARGIN = 8  # pixels around the strip and between its panels
+STRIP_LABEL = 18  # height of the label band under the panels
+
+
+def write_strip_gif(
+    path: str | Path,
+    video: torch.Tensor,
+    images: Sequence[torch.Tensor] = (),
+    truth: torch.Tensor | None = None,
+    text: str = "",
+    scale: int = 4,
+    fps: int = 8,
+) -> Path:
+    """One looping GIF of a prompt and its result, for a README or a slide.
+
+    Left to right: the prompt's images [C, H, W] (held still), the generated video [C, T, H, W] and the
+    ground truth [C, T, H, W] (optional), all in [-1, 1], each enlarged `scale` times with nearest
+    neighbours so that pixels stay pixels; the prompt's text wrapped above, a label under each panel.
+    Frame t of the GIF shows frame t of both videos. Written atomically; returns the path.
+    """
+    _check_video(video, "video")
+    _, frames, height, width = video.shape  # [C, T, H, W]
+    if truth is not None:
+        _check_video(truth, "truth")
+        if truth.shape != video.shape:
+            raise ValueError(
+                f"truth has shape {tuple(truth.shape)} and the video {tuple(video.shape)}: they must match"
+            )
+    stills = [_fit(image, height, width) for image in images]  # each [3, H, W]
+    labels = ["prompt image" if len(stills) == 1 else f"image {i + 1}" for i in range(len(stills))]
+    labels += ["generated"] + (["ground truth"] if truth is not None else [])
+    panel_h, panel_w = height * scale, width * scale
+    strip_w = STRIP_MARGIN + len(labels) * (panel_w + STRIP_MARGIN)
+    font = _font()
+    lines = _wrap(text, font, strip_w - 2 * STRIP_MARGIN) if text else []
+    line_h = round(font.size * 1.35) if isinstance(font, ImageFont.FreeTypeFont) else 12
+    top = STRIP_MARGIN + len(lines) * line_h + (STRIP_MARGIN if lines else 0)
+    strip_h = top + panel_h + STRIP_LABEL + STRIP_MARGIN
+
+    template = Image.new("RGB", (strip_w, strip_h), "white")
+    draw = ImageDraw.Draw(template)
+    for i, line in enumerate(lines):
+        draw.text((STRIP_MARGIN, STRIP_MARGIN + i * line_h), line, fill=(34, 34, 34), font=font)
+    lefts = [STRIP_MARGIN + i * (panel_w + STRIP_MARGIN) for i in range(len(labels))]
+    for left, label in zip(lefts, labels):
+        draw.text((left, top + panel_h + 3), label, fill=(90, 90, 90), font=font)
+    canvas = np.asarray(template).copy()  # [strip_h, strip_w, 3]
+    for left, still in zip(lefts, stills):
+        canvas[top : top + panel_h, left : left + panel_w] = _enlarge(to_uint8(still), scale)
+    videos = [to_uint8(video)] + ([to_uint8(truth)] if truth is not None else [])  # each [T, H, W, 3]
+    pictures = []
+    for t in range(frames):
+        frame = canvas.copy()
+        for left, clip in zip(lefts[len(stills) :], videos):
+            frame[top : top + panel_h, left : left + panel_w] = _enlarge(clip[t], scale)
+        pictures.append(Image.fromarray(frame))
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encode_gif(pictures, fps))
+    return path
+
+
+def _check_video(video: torch.Tensor, name: str) -> None:
+    if video.ndim != 4 or video.shape[0] != 3 or video.shape[1] < 1:
+        raise ValueError(f"{name}: expected a video [3, T, H, W] with T >= 1, got shape {tuple(video.shape)}")
+
+
+def _fit(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A prompt image [C, H', W'] at the video's size [3, H, W] (area-averaged when it shrinks)."""
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"a prompt image is [C, H, W] with C = 1 or 3, got shape {tuple(image.shape)}")
+    image = image.float().expand(3, -1, -1)
+    if image.shape[1:] != (height, width):
+        image = F.interpolate(image[None], size=(height, width), mode="area")[0]
+    return image
+
+
+def _enlarge(frame: np.ndarray, scale: int) -> np.ndarray:
+    """[H, W, 3] -> [H * scale, W * scale, 3], each pixel a scale x scale block."""
+    return frame.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled font at 12 px (its bitmap font where Pillow was built without FreeType)."""
+    try:
+        return ImageFont.load_default(size=12)
+    except (ImportError, OSError):
+        return ImageFont.load_default()
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    """Greedy word wrap of `text` to lines no wider than `width` pixels in `font`."""
+    lines: list[str] = []
+    for word in text.split():
+        candidate = f"{lines[-1]} {word}" if lines else word
+        if lines and font.getlength(candidate) <= width:
+            lines[-1] = candidate
+        else:
+            lines.append(word)
+    return lines
 
 
 def _summary_table(results: dict[str, BenchResult]) -> str:

@@ -157,9 +157,8 @@ def condition_sensitivity(
             f"{videos.shape[0]} videos, {len(prompts)} prompts and {len(swapped)} swapped prompts"
         )
     x0 = model.autoencoder.encode(videos)  # [B, C', T', H', W']
-    size = tuple(videos.shape[-2:])
-    cond_right = model.condition(list(prompts), context, context_mask, size=size)
-    cond_swapped = model.condition(list(swapped), context, context_mask, size=size)
+    cond_right = model.condition(list(prompts), context, context_mask)
+    cond_swapped = model.condition(list(swapped), context, context_mask)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     rows = []
     for sigma in sigmas:

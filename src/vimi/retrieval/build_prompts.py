@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
 from vimi.config import RetrievalConfig
 from vimi.data.manifest import count_rows, manifest_root, shard_paths, write_index, write_shard
@@ -36,8 +37,10 @@ from vimi.retrieval.corpus import (
     read_row_range,
     resolve_media,
 )
+from vimi.retrieval.executors import map_tasks
 from vimi.retrieval.filters import HitFilter, image_hash, video_frame_hashes
 from vimi.retrieval.report import SkipLog, write_report
+from vimi.retrieval.retrieve import cached_index
 from vimi.retrieval.sharded import Hit, ShardedIndex, read_index_meta
 from vimi.retrieval.tokenize import decode_text
 from vimi.utils.atomic import atomic_path, write_json_atomic
@@ -264,6 +267,22 @@ def process_shard(job: PromptJob, shard: int, index: ShardedIndex) -> dict:
     return done
 
 
+def _run_local(job: PromptJob, shards: list[int], progress: bool = True) -> None:
+    """Shards one after another; each shard's queries go to bm25s in one batch over `cfg.threads` threads."""
+    if not shards:
+        return
+    index = ShardedIndex(job.index, threads=job.cfg.threads)
+    for shard in tqdm(shards, desc="build-prompts", unit="shard", disable=not progress):
+        process_shard(job, shard, index)
+
+
+def _ray_shard(shard: int, job: PromptJob) -> dict:
+    """One Ray task: the index is opened once per worker process (memory-mapped) and reused."""
+    index = cached_index(job.index)
+    index.threads = 1  # one CPU per task; Ray parallelises across tasks
+    return process_shard(job, shard, index)
+
+
 def _prepare_out(out: Path, job: PromptJob) -> None:
     """Start or resume: the same job continues its shards; a different job in the folder is refused."""
     out.mkdir(parents=True, exist_ok=True)
@@ -290,8 +309,6 @@ def build_prompts(
     progress: bool = True,
 ) -> Path:
     """Run (or resume) the job; returns the output manifest folder."""
-    from vimi.retrieval.executors import run_local, run_ray
-
     videos, index, out = Path(videos).resolve(), Path(index).resolve(), Path(out).resolve()
     check_columns(videos, ["id", "caption", "video"])
     read_index_meta(index)
@@ -305,9 +322,9 @@ def build_prompts(
     todo = [s for s in range(job.num_shards) if not (out / f"{shard_name(s)}.done.json").is_file()]
     log.info("build-prompts: %d shard(s), %d to do, executor %s", job.num_shards, len(todo), cfg.executor)
     if cfg.executor == "ray":
-        run_ray(job, todo, process_shard, cfg.ray_address)
+        map_tasks(_ray_shard, todo, (job,), executor="ray", address=cfg.ray_address)
     else:
-        run_local(job, todo, process_shard, progress)
+        _run_local(job, todo, progress)
     dones = [
         json.loads((out / f"{shard_name(s)}.done.json").read_text(encoding="utf-8"))
         for s in range(job.num_shards)

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from vimi.data.manifest import manifest_root, read_index, shard_paths
 from vimi.errors import DataError
+from vimi.retrieval.executors import map_tasks
 from vimi.retrieval.tokenize import decode_text
 from vimi.utils.atomic import atomic_path
 
@@ -109,8 +110,6 @@ def find_duplicate_rows(path: str | Path, executor: str = "local", address: str 
     a Python set of the ids takes ~100 bytes a row). Rows whose hash repeats are then compared by their
     ids in a second pass, so a hash collision never drops a row.
     """
-    from vimi.retrieval.executors import map_tasks
-
     shards = [str(shard) for shard in shard_paths(path)]
     parts = map_tasks(_id_hashes, shards, executor=executor, address=address, progress=False)
     hashes, rows, first_row = [], [], 0

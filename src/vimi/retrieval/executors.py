@@ -1,4 +1,8 @@
-"""Where retrieval jobs run their tasks: in this process, or as Ray tasks (a local ray.init() or a cluster)."""
+"""Where retrieval jobs run their tasks: in this process, or as Ray tasks (a local ray.init() or a cluster).
+
+Generic over the task: jobs (index_build, build_prompts, corpus) hand in their functions, and this module
+imports nothing else of vimi.retrieval.
+"""
 
 import contextlib
 import logging
@@ -9,8 +13,6 @@ from tqdm.auto import tqdm
 from vimi.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-ShardFn = Callable  # process_shard(job, shard, index) -> done record
 
 
 @contextlib.contextmanager
@@ -51,29 +53,3 @@ def map_tasks(
         shared_refs = [ray.put(value) for value in shared]
         task = ray.remote(num_cpus=1, max_retries=2)(fn)
         return ray.get([task.remote(item, *shared_refs) for item in items])
-
-
-def run_local(job, shards: list[int], process: ShardFn, progress: bool = True) -> list[dict]:
-    """Shards one after another; each shard's queries go to bm25s in one batch over `cfg.threads` threads."""
-    from vimi.retrieval.sharded import ShardedIndex
-
-    if not shards:
-        return []
-    index = ShardedIndex(job.index, threads=job.cfg.threads)
-    return [
-        process(job, s, index) for s in tqdm(shards, desc="build-prompts", unit="shard", disable=not progress)
-    ]
-
-
-def _ray_shard(shard: int, job, process: ShardFn) -> dict:
-    """One Ray task: the index is opened once per worker process (memory-mapped) and reused."""
-    from vimi.retrieval.retrieve import cached_index
-
-    index = cached_index(job.index)
-    index.threads = 1  # one CPU per task; Ray parallelises across tasks
-    return process(job, shard, index)
-
-
-def run_ray(job, shards: list[int], process: ShardFn, address: str = "") -> list[dict]:
-    """Shards as Ray tasks; results are collected in shard order."""
-    return map_tasks(_ray_shard, shards, (job, process), executor="ray", address=address)

@@ -108,10 +108,10 @@ def generate_video(
         guidance_text=guidance_text,
         guidance_image=guidance_image,
         seed=int(seed),
-        steps=int(steps),
+        num_inference_steps=int(steps),
         index=index if task == "retrieval_t2v" else None,
         progress=True,  # Gradio's track_tqdm shows the sampler's bar in the page
-    )[0]  # [C, T, H, W]
+    ).frames[0]  # [C, T, H, W]
     return write_mp4(video, out_dir / f"vimi-{uuid.uuid4().hex[:12]}.mp4", fps=pipe.cfg.sample.fps)
 
 
@@ -184,7 +184,9 @@ def build_app(
                 )
                 with gr.Row():
                     seed = gr.Number(value=sample.seed, precision=0, label="Seed", elem_id="seed")
-                    steps = gr.Slider(1, 100, value=sample.steps, step=1, label="Steps", elem_id="steps")
+                    steps = gr.Slider(
+                        1, 100, value=sample.num_inference_steps, step=1, label="Steps", elem_id="steps"
+                    )
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
                 video = gr.Video(label="Video", elem_id="video", autoplay=True, loop=True)

@@ -1,8 +1,8 @@
 """Atomic training checkpoints: a folder that is either complete (COMPLETE marker) or never loaded.
 
-Layout of one checkpoint (also a pipeline folder that VimiPipeline.from_pretrained reads):
+Layout of one checkpoint (also a pipeline folder that VimiPipeline.from_pretrained reads, vimi.checkpoint):
 
-    step-00000050/config.json               the resolved VimiConfig
+    step-00000050/config.json               the pipeline config (model, diffusion, sample sections)
     step-00000050/model.safetensors         EMA inference weights (encoder.*, backbone.*)
     step-00000050/train_state/model.safetensors   raw weights
     step-00000050/train_state/optimizer.pt  optimizer state  (torch.save; loaded with weights_only=True)
@@ -17,30 +17,26 @@ any moment leaves either nothing new or a complete checkpoint; leftover temp fol
 
 import hashlib
 import json
-import logging
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from vimi.checkpoint import (
+    COMPLETE,
+    CONFIG_NAME,
+    TRAIN_STATE,
+    WEIGHTS_NAME,
+    checkpoint_name,
+    list_checkpoints,
+    load_weights,
+    resolve_checkpoint,
+)
 from vimi.errors import CheckpointError
 from vimi.utils.atomic import atomic_directory
-
-log = logging.getLogger(__name__)
-
-COMPLETE = "COMPLETE"
-TRAIN_STATE = "train_state"
-"""The subfolder of a training checkpoint with what only resuming needs (raw weights, optimizer, RNG, step)."""
-STEP_DIR = re.compile(r"^step-(\d{8})$")
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step-{step:08d}"
 
 
 def save_checkpoint(
@@ -61,30 +57,15 @@ def save_checkpoint(
     # A re-save of a step after a resume replaces the old folder; COMPLETE is written last.
     with atomic_directory(final, marker=COMPLETE, marker_text=f"{step}\n") as tmp:
         (tmp / TRAIN_STATE).mkdir()
-        _write_json(tmp / "config.json", config)
-        save_file(_contiguous(inference_weights), tmp / "model.safetensors")
-        save_file(_contiguous(raw_weights), tmp / TRAIN_STATE / "model.safetensors")
+        _write_json(tmp / CONFIG_NAME, config)
+        save_file(_contiguous(inference_weights), tmp / WEIGHTS_NAME)
+        save_file(_contiguous(raw_weights), tmp / TRAIN_STATE / WEIGHTS_NAME)
         torch.save(optimizer_state, tmp / TRAIN_STATE / "optimizer.pt")
         torch.save(scheduler_state, tmp / TRAIN_STATE / "scheduler.pt")
         torch.save(rng_state(), tmp / TRAIN_STATE / "rng.pt")
         _write_json(tmp / TRAIN_STATE / "state.json", {"step": step, **train_state})
     prune_checkpoints(root, keep_last)
     return final
-
-
-def list_checkpoints(root: str | Path) -> list[Path]:
-    """Complete checkpoints under `root`, oldest first; folders without COMPLETE are ignored."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and STEP_DIR.match(p.name) and (p / COMPLETE).is_file()]
-    return sorted(found, key=lambda p: int(STEP_DIR.match(p.name).group(1)))
-
-
-def latest_checkpoint(root: str | Path) -> Path | None:
-    """The newest complete checkpoint under `root`, or None."""
-    found = list_checkpoints(root)
-    return found[-1] if found else None
 
 
 def prune_checkpoints(root: str | Path, keep_last: int) -> None:
@@ -95,33 +76,6 @@ def prune_checkpoints(root: str | Path, keep_last: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
     for stale in root.glob(".step-*"):  # only rank 0 writes, and only here: these are killed writes
         shutil.rmtree(stale, ignore_errors=True)
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A complete checkpoint folder from `path`: the folder itself, or the newest one inside a run folder."""
-    path = Path(path)
-    if (path / COMPLETE).is_file():
-        return path
-    for root in (path, path / "checkpoints"):
-        found = latest_checkpoint(root)
-        if found is not None:
-            return found
-    if path.is_dir() and (path / "model.safetensors").exists():
-        raise CheckpointError(f"{path}: no {COMPLETE} marker; the checkpoint is an interrupted write")
-    raise CheckpointError(
-        f"checkpoint not found: {path} (expected a step-* folder with {COMPLETE}, or a run folder)"
-    )
-
-
-def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """A safetensors file as a dict, with a CheckpointError naming the file when it is unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights not found: {path}")
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{path}: unreadable weights ({err})") from None
 
 
 def load_train_state(ckpt: str | Path) -> dict[str, Any]:
@@ -139,8 +93,8 @@ def load_train_state(ckpt: str | Path) -> dict[str, Any]:
 
     return {
         "path": ckpt,
-        "ema": load_weights(ckpt / "model.safetensors"),
-        "model": load_weights(state_dir / "model.safetensors"),
+        "ema": load_weights(ckpt / WEIGHTS_NAME),
+        "model": load_weights(state_dir / WEIGHTS_NAME),
         "optimizer": load_pt("optimizer.pt"),
         "scheduler": load_pt("scheduler.pt"),
         "rng": load_pt("rng.pt"),

@@ -17,19 +17,22 @@ from pathlib import Path
 
 import torch
 
+from vimi.checkpoint import (
+    WEIGHTS_NAME,
+    is_inference_key,
+    latest_checkpoint,
+    load_inference_weights,
+    load_weights,
+    resolve_checkpoint,
+    trainable_state_dict,
+)
 from vimi.config import VimiConfig, save_config, to_dict
 from vimi.data.tasks import TaskBatch, TaskMixture, build_task_dataset, collate_samples
 from vimi.errors import CheckpointError, ConfigError
-from vimi.models.vimi_model import (
-    VimiModel,
-    build_model,
-    is_inference_key,
-    load_inference_weights,
-    prepare_batch,
-    trainable_state_dict,
-)
+from vimi.models.vimi_model import VimiModel
 from vimi.train import checkpoint as ckpt
 from vimi.train import distributed as dist
+from vimi.train.batch_prep import prepare_batch
 from vimi.train.ema import EMA
 from vimi.train.logging import RunLogger
 from vimi.train.optim import build_optimizer, build_scheduler, lr_factor, saved_optimizer
@@ -73,7 +76,7 @@ def check_config(cfg: VimiConfig, world_size: int = 1) -> None:
         )
     if train.init_from:
         try:
-            ckpt.resolve_checkpoint(train.init_from)
+            resolve_checkpoint(train.init_from)
         except CheckpointError as err:
             raise ConfigError(f"train.init_from: {err}") from None
     if train.precision == "bf16" and not torch.cuda.is_available():
@@ -106,7 +109,7 @@ class Trainer:
         self.ckpt_dir = self.out_dir / "checkpoints"
         torch.manual_seed(cfg.train.seed + info.rank)
         self.dataset: TaskMixture = build_task_dataset(cfg)  # raises DataError before the model is built
-        self.model: VimiModel = build_model(cfg)
+        self.model = VimiModel(cfg.model, cfg.diffusion)
         if cfg.train.init_from:
             self._init_from(cfg.train.init_from)
         if cfg.train.freeze_encoder:
@@ -150,16 +153,14 @@ class Trainer:
 
     def _init_from(self, path: str) -> None:
         """Stage 2 starts from the stage-1 inference (EMA) weights; the optimizer starts fresh."""
-        folder = ckpt.resolve_checkpoint(path)
-        weights = ckpt.load_weights(folder / "model.safetensors")
-        # allow_new: a stage-1 checkpoint grows into backbone.condition=joint+cross or reference_images > 0.
-        hint = "; use the stage-1 model settings"
-        load_inference_weights(self.model, weights, str(folder), hint=hint, allow_new=True)
+        folder = resolve_checkpoint(path)
+        weights = load_weights(folder / WEIGHTS_NAME)
+        load_inference_weights(self.model, weights, str(folder), hint="; use the stage-1 model settings")
         if self.info.is_main:
             log.info("initialised from %s", folder)
 
     def _resume(self) -> None:
-        latest = ckpt.latest_checkpoint(self.ckpt_dir)
+        latest = latest_checkpoint(self.ckpt_dir)
         if latest is None:
             if self.info.is_main:
                 log.warning("--resume: no complete checkpoint in %s; starting from step 0", self.ckpt_dir)
@@ -243,7 +244,7 @@ class Trainer:
                     break
         finally:
             logger.close()
-        return last if last is not None else ckpt.latest_checkpoint(self.ckpt_dir)
+        return last if last is not None else latest_checkpoint(self.ckpt_dir)
 
     def _out_of_time(self, began: float) -> bool:
         """Whether train.max_time_s has passed; every rank takes rank 0's answer, so all stop at one step."""
@@ -266,7 +267,8 @@ class Trainer:
             # The batch's CPU work (images read, text tokenized, noise drawn) in the workers: on a GPU it would
             # otherwise bound the step (benchmarks/batch_prep.py).
             collate_fn=partial(
-                collate_samples, prepare=partial(prepare_batch, self.cfg, latent_shape=latent_shape)
+                collate_samples,
+                prepare=partial(prepare_batch, self.cfg.model, self.cfg.diffusion, latent_shape),
             ),
             num_workers=data.num_workers,
             persistent_workers=False,
@@ -285,13 +287,14 @@ class Trainer:
             sync = micro == cfg.grad_accum - 1
             no_sync = self.wrapped.no_sync() if self.mode == "ddp" and not sync else contextlib.nullcontext()
             with no_sync, self.autocast:
+                prepared = batch.prepared
                 per_sample = self.wrapped(
                     batch.videos.to(device),
-                    batch.prompts,
+                    prepared.prompts,
                     _to(batch.context, device),
                     _to(batch.context_mask, device),
-                    seeds=batch.seeds,
-                    prepared=batch.prepared,
+                    sigma=prepared.sigma.to(device),
+                    noise=prepared.noise.to(device),
                 )
                 # Normalised by this rank's share of the global batch; DDP/FSDP average over ranks.
                 loss = per_sample.float().sum() / rank_batch
@@ -326,7 +329,7 @@ class Trainer:
             path = ckpt.save_checkpoint(
                 self.ckpt_dir,
                 self.step,
-                config=to_dict(self.cfg),
+                config=to_dict(self.cfg.pipeline_config()),
                 inference_weights=ema,
                 raw_weights=raw,
                 optimizer_state=optimizer_state,
@@ -351,7 +354,7 @@ class Trainer:
             return
         self.model.eval()
         with self.ema.applied(self.model), dist.unsharded(self.model, self.mode), self.autocast:
-            videos = generate_samples(self.model, samples, self.cfg, self.info.device)
+            videos = generate_samples(self.model, samples, self.cfg.pipeline_config())
         if self.info.is_main:
             logger.log_videos(self.step, videos, fps=self.cfg.world.fps)
 

@@ -5,22 +5,24 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vimi.errors import ConfigError, DataError
+from vimi.errors import ConfigError, DataError, VimiError
 
 
-def read_json(path: str | Path, what: str, expect_format: str | None = None) -> dict[str, Any]:
-    """The JSON object in `path`; DataError naming the file (and `what` it should be) if missing or corrupt."""
+def read_json(
+    path: str | Path, what: str, expect_format: str | None = None, error: type[VimiError] = DataError
+) -> dict[str, Any]:
+    """The JSON object in `path`; `error` (DataError) naming the file and `what` it should be if missing or corrupt."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(f"{path}: not found; expected {what}") from None
+        raise error(f"{path}: not found; expected {what}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: corrupt {what} ({err}); rebuild it") from None
+        raise error(f"{path}: corrupt {what} ({err}); rebuild it") from None
     if not isinstance(data, dict):
-        raise DataError(f"{path}: corrupt {what} (a JSON {type(data).__name__}, not an object); rebuild it")
+        raise error(f"{path}: corrupt {what} (a JSON {type(data).__name__}, not an object); rebuild it")
     if expect_format is not None and data.get("format") != expect_format:
-        raise DataError(f"{path}: not a {what} (format={data.get('format')!r}, expected {expect_format!r})")
+        raise error(f"{path}: not a {what} (format={data.get('format')!r}, expected {expect_format!r})")
     return data
 
 

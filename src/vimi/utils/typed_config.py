@@ -34,6 +34,19 @@ def from_dict(cls: type, data: Any, source: str = "<dict>", prefix: str = "", ov
     return cls(**kwargs)
 
 
+def missing_keys(cls: type, data: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the fields of dataclass `cls` (nested sections too) that `data` does not set."""
+    hints = typing.get_type_hints(cls)
+    missing = []
+    for f in dataclasses.fields(cls):
+        dotted = f"{prefix}.{f.name}" if prefix else f.name
+        if f.name not in data:
+            missing.append(dotted)
+        elif dataclasses.is_dataclass(hints[f.name]) and isinstance(data[f.name], dict):
+            missing += missing_keys(hints[f.name], data[f.name], dotted)
+    return missing
+
+
 def to_dict(cfg: Any) -> dict:
     def convert(value):
         if isinstance(value, tuple):

@@ -1,15 +1,20 @@
-"""The MultimodalEncoder interface (prompts -> condition tokens), its padding and caching, and build_encoder."""
+"""The MultimodalEncoder interface (prompts -> condition tokens), its padding and its output cache.
+
+The encoders are found by name in `vimi.models.registry.ENCODERS`; `vimi.models.encoders.build_encoder`
+builds the one a config names. This module knows none of its subclasses.
+"""
 
 import hashlib
 import json
 from abc import abstractmethod
 from dataclasses import asdict
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from vimi.config import EncoderConfig
-from vimi.errors import ConfigError, PromptError
+from vimi.errors import PromptError
 from vimi.models.encoders.cache import EncoderCache, prompt_key
 from vimi.prompt import MultimodalPrompt
 
@@ -17,12 +22,16 @@ from vimi.prompt import MultimodalPrompt
 class MultimodalEncoder(nn.Module):
     """Turns interleaved prompts into condition tokens [B, L, out_dim] and a mask [B, L] (True = real).
 
-    Subclasses implement `_encode_batch`. Every prompt, even an empty one, yields >= 1 valid token;
-    padding is at the end of each row, zero-valued and masked False. When every parameter is frozen
+    Subclasses implement `_encode_batch`, and may override `prepare` (CPU work on the prompts that a
+    DataLoader worker can do ahead) and `from_config`. Every prompt, even an empty one, yields >= 1 valid
+    token; padding is at the end of each row, zero-valued and masked False. When every parameter is frozen
     and a `cache` is attached, outputs are looked up per prompt and only the misses are encoded.
     """
 
     out_dim: int
+    external_state_prefixes: tuple[str, ...] = ()
+    """State-dict prefixes (under the encoder) of frozen pretrained weights that load from their own local
+    path (e.g. an LLM's): checkpoints leave them out."""
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
@@ -30,24 +39,42 @@ class MultimodalEncoder(nn.Module):
         self.cache: EncoderCache | None = None
         self._identity: tuple[int, str] | None = None
 
-    @abstractmethod
-    def _encode_batch(self, prompts: list[MultimodalPrompt]) -> tuple[Tensor, Tensor]:
-        """Encode prompts with the model: -> tokens [B, L, D], mask [B, L]."""
+    @classmethod
+    def from_config(cls, cfg: EncoderConfig) -> "MultimodalEncoder":
+        """The encoder of `cfg`; encoders that load pretrained weights from a local path override this."""
+        return cls(cfg)
 
-    def encode(self, prompts: list[MultimodalPrompt]) -> tuple[Tensor, Tensor]:
-        """Condition tokens [B, L, out_dim] and mask [B, L] bool for a batch of prompts."""
+    @classmethod
+    def prepare(cls, cfg: EncoderConfig, prompts: list[MultimodalPrompt]) -> Any:
+        """CPU work on `prompts` (images already loaded) that depends on the config alone, so that a DataLoader
+        worker can do it ahead; `encode(prompts, prepared)` takes what it returns. None: nothing to prepare."""
+        return None
+
+    @abstractmethod
+    def _encode_batch(self, prompts: list[MultimodalPrompt], prepared: Any) -> tuple[Tensor, Tensor]:
+        """Encode prompts with the model, given `prepare(cfg, prompts)`: -> tokens [B, L, D], mask [B, L]."""
+
+    def encode(self, prompts: list[MultimodalPrompt], prepared: Any = None) -> tuple[Tensor, Tensor]:
+        """Condition tokens [B, L, out_dim] and mask [B, L] bool for a batch of prompts.
+
+        `prepared`: what `prepare(cfg, prompts)` returned ahead (e.g. in a DataLoader worker), used instead of
+        reading the prompts again; the output cache is then bypassed (prepared work covers the whole batch).
+        """
         prompts = list(prompts)
         if not prompts:
             return torch.zeros(0, 1, self.out_dim, device=self.device), torch.zeros(0, 1, dtype=torch.bool)
-        if self.cache is None or not self.is_frozen:
-            return self._encode_batch(prompts)
+        if prepared is not None or self.cache is None or not self.is_frozen:
+            if prepared is None:
+                prepared = self.prepare(self.cfg, prompts)
+            return self._encode_batch(prompts, prepared)
         identity = self.identity()
         keys = [prompt_key(prompt, identity) for prompt in prompts]
         rows: list[Tensor | None] = [self.cache.get(key) for key in keys]
         first_of_key = {key: i for i, key in reversed(list(enumerate(keys)))}
         missing = [i for i, row in enumerate(rows) if row is None and first_of_key[keys[i]] == i]
         if missing:  # each distinct missing prompt is encoded once
-            tokens, mask = self._encode_batch([prompts[i] for i in missing])
+            misses = [prompts[i] for i in missing]
+            tokens, mask = self._encode_batch(misses, self.prepare(self.cfg, misses))
             for j, i in enumerate(missing):
                 row = tokens[j][mask[j]].detach()  # [L_i, D]: the valid tokens only
                 self.cache.put(keys[i], row)
@@ -55,8 +82,8 @@ class MultimodalEncoder(nn.Module):
             rows = [row if row is not None else rows[first_of_key[key]] for row, key in zip(rows, keys)]
         return pad_rows([row.to(self.device) for row in rows])
 
-    def forward(self, prompts: list[MultimodalPrompt]) -> tuple[Tensor, Tensor]:
-        return self.encode(prompts)
+    def forward(self, prompts: list[MultimodalPrompt], prepared: Any = None) -> tuple[Tensor, Tensor]:
+        return self.encode(prompts, prepared)
 
     @property
     def device(self) -> torch.device:
@@ -109,24 +136,3 @@ def pad_rows(rows: list[Tensor]) -> tuple[Tensor, Tensor]:
         tokens[i, : row.shape[0]] = row
         mask[i, : row.shape[0]] = True
     return tokens, mask
-
-
-def build_encoder(cfg: EncoderConfig) -> MultimodalEncoder:
-    """The encoder `cfg.kind` names, with an output cache attached when the config enables one."""
-    if cfg.kind == "small":
-        from vimi.models.encoders.small import SmallMultimodalEncoder
-
-        encoder: MultimodalEncoder = SmallMultimodalEncoder(cfg)
-    elif cfg.kind == "llm":
-        from vimi.models.encoders.llm import LLMMultimodalEncoder
-
-        encoder = LLMMultimodalEncoder.from_config(cfg)
-    elif cfg.kind == "hf_vlm":
-        from vimi.models.encoders.hf_vlm import HFVisionLanguageEncoder
-
-        encoder = HFVisionLanguageEncoder.from_config(cfg)
-    else:
-        raise ConfigError(f"model.encoder.kind={cfg.kind!r} is not one of small, llm, hf_vlm")
-    if cfg.cache_memory_items > 0 or cfg.cache_dir:
-        encoder.cache = EncoderCache(cfg.cache_memory_items, cfg.cache_dir or None)
-    return encoder

@@ -6,6 +6,7 @@ Without a processor (a tokenizer only), prompts must be text-only.
 """
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image as PILImage
@@ -20,6 +21,8 @@ from vimi.prompt import MultimodalPrompt, Text
 
 class HFVisionLanguageEncoder(MultimodalEncoder):
     """A frozen local HF VLM (e.g. LlavaForConditionalGeneration) + its processor -> hidden states [B, L, D]."""
+
+    external_state_prefixes = ("model.",)  # the VLM loads from its own local path
 
     def __init__(self, cfg: EncoderConfig, model: nn.Module, processor: object | None = None, tokenizer=None):
         super().__init__(cfg)
@@ -74,7 +77,7 @@ class HFVisionLanguageEncoder(MultimodalEncoder):
             for s in prompt.segments
         )
 
-    def _encode_batch(self, prompts: list[MultimodalPrompt]) -> tuple[Tensor, Tensor]:
+    def _encode_batch(self, prompts: list[MultimodalPrompt], prepared: Any) -> tuple[Tensor, Tensor]:
         texts = [self._prompt_text(prompt) for prompt in prompts]
         images = [PILImage.fromarray(to_uint8(image.load())) for prompt in prompts for image in prompt.images]
         if images and (self.processor is None or getattr(self.processor, "image_processor", None) is None):

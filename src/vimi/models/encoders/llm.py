@@ -6,6 +6,7 @@ embeddings, and the hidden states of layer `cfg.llm_hidden_layer` are the condit
 """
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -48,6 +49,8 @@ def load_causal_lm(path: str | Path, gguf_file: str = "") -> tuple[nn.Module, ob
 class LLMMultimodalEncoder(MultimodalEncoder):
     """Frozen causal LM + trainable vision tower and projector; outputs the LM's hidden width."""
 
+    external_state_prefixes = ("language_model.",)  # the LM loads from its own local path
+
     def __init__(self, cfg: EncoderConfig, language_model: nn.Module, tokenizer: object):
         super().__init__(cfg)
         # The decoder stack alone: the LM head's logits are never needed.
@@ -84,7 +87,7 @@ class LLMMultimodalEncoder(MultimodalEncoder):
             for s in prompt.segments
         ]
 
-    def _encode_batch(self, prompts: list[MultimodalPrompt]) -> tuple[Tensor, Tensor]:
+    def _encode_batch(self, prompts: list[MultimodalPrompt], prepared: Any) -> tuple[Tensor, Tensor]:
         text_ids = [self._text_ids(prompt) for prompt in prompts]
         for prompt, ids in zip(prompts, text_ids):
             image_tokens = len(prompt.images) * self.vision.num_tokens

@@ -3,6 +3,7 @@
 import re
 import zlib
 from dataclasses import astuple, dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 from vimi.config import EncoderConfig
 from vimi.models.encoders.base import MultimodalEncoder, raise_too_long
 from vimi.models.encoders.vision import PatchVisionTower, TransformerBlock, prepare_images
+from vimi.models.registry import ENCODERS
 from vimi.prompt import MultimodalPrompt, Text
 
 NULL_SEGMENT, TEXT_SEGMENT, IMAGE_SEGMENT = 0, 1, 2
@@ -29,6 +31,7 @@ def word_tokens(text: str, vocab_size: int) -> list[int]:
     return [zlib.crc32(word.lower().encode("utf-8")) % vocab_size for word in WORD_PATTERN.findall(text)]
 
 
+@ENCODERS.register("small")
 class SmallMultimodalEncoder(MultimodalEncoder):
     """[null token, text tokens and image patch tokens in prompt order] -> a small transformer -> [B, L, dim].
 
@@ -54,12 +57,18 @@ class SmallMultimodalEncoder(MultimodalEncoder):
         """Token ids of a text segment under cfg.tokenizer."""
         return tokenize(self.cfg, text)
 
-    def _encode_batch(self, prompts: list[MultimodalPrompt]) -> tuple[Tensor, Tensor]:
-        return self.encode_layout(prompt_layout(self.cfg, prompts))
+    @classmethod
+    def prepare(cls, cfg: EncoderConfig, prompts: list[MultimodalPrompt]) -> "PromptLayout":
+        """The prompts tokenized and laid out, their images fitted (`prompt_layout`): CPU work only."""
+        return prompt_layout(cfg, prompts)
+
+    def _encode_batch(self, prompts: list[MultimodalPrompt], prepared: Any) -> tuple[Tensor, Tensor]:
+        return self.encode_layout(prepared)
 
     def encode_layout(self, layout: "PromptLayout") -> tuple[Tensor, Tensor]:
-        """Tokens [B, L, D] and mask [B, L] of prompts laid out by `prompt_layout` (which may run in a DataLoader
-        worker): a fixed handful of batched ops, where a loop over segments would launch thousands of kernels."""
+        """Tokens [B, L, D] and mask [B, L] of prompts laid out by `prompt_layout` (`prepare`, which may run in a
+        DataLoader worker): a fixed handful of batched ops, where a loop over segments would launch thousands of
+        kernels."""
         device = self.position.device
         layout = layout.to(device)
         segment, mask = layout.segment, layout.segment != PAD_SEGMENT  # [B, L] each
@@ -132,10 +141,12 @@ def prompt_layout(cfg: EncoderConfig, prompts: list[MultimodalPrompt]) -> Prompt
             raise_too_long(cfg, len(segments), prompt)
         rows.append((segments, ids, slots))
         first_slot += segments.count(IMAGE_SEGMENT)
-    length = max(len(segments) for segments, _, _ in rows)
+    length = max((len(segments) for segments, _, _ in rows), default=1)
     fills = (PAD_SEGMENT, -1, -1)
     segment, text_ids, image_slots = (
-        torch.tensor([row[k] + [fills[k]] * (length - len(row[k])) for row in rows], dtype=torch.long)
+        torch.tensor(
+            [row[k] + [fills[k]] * (length - len(row[k])) for row in rows], dtype=torch.long
+        ).reshape(len(rows), length)  # [B, L], also for an empty batch
         for k in range(3)
     )
     images = prepare_images([image.load() for prompt in prompts for image in prompt.images], cfg.image_size)
