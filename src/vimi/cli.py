@@ -11,6 +11,7 @@ from vimi.errors import VimiError
 # name -> one-line help; the module vimi.commands.<name> provides add_arguments(parser) and run(args) -> int.
 COMMANDS = {
     "world": "build the GroundedWorld synthetic dataset (memory, videos, ground truth)",
+    "data": "import a dataset you have as a vimi manifest (import-videos, import-memory)",
     "index": "index an image-text corpus for retrieval (bm25 or dense)",
     "build-prompts": "turn a video-text dataset into a multimodal-prompt dataset by retrieval",
     "train": "train the generator (stage pretrain or instruct)",

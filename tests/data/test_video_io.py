@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from vimi.data.image_io import to_uint8
-from vimi.data.video_io import clip_indices, decode_frames, probe_video, read_video, write_gif, write_mp4
+from vimi.data.video_io import (
+    clip_indices,
+    decode_frames,
+    probe_video,
+    read_video,
+    scan_video,
+    write_gif,
+    write_mp4,
+)
 from vimi.errors import MediaError
 
 
@@ -185,3 +193,13 @@ def test_reads_from_bytes(tmp_path):
         torch.testing.assert_close(read_video(file, num_frames=4), from_bytes)
     with pytest.raises(MediaError, match="bytes in memory"):
         read_video(os.urandom(100), 4)
+
+
+def test_scan_video_finds_a_truncated_download_that_the_header_hides(tmp_path, real_clip):
+    whole = write_mp4(read_video(real_clip, 20, size=(32, 32)), tmp_path / "whole.mp4")
+    assert scan_video(whole) == (probe_video(whole), 20)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    header, held = scan_video(cut)
+    assert probe_video(cut).num_frames == header.num_frames == 20  # the header still promises every frame
+    assert 0 < held < 20

@@ -9,26 +9,6 @@ from vimi.models.autoencoders import DiffusersKLAutoencoder, DiffusersVideoAutoe
 
 
 @pytest.fixture(scope="module")
-def kl_folder(tmp_path_factory):
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=4,
-        norm_num_groups=4,
-        layers_per_block=1,
-        scaling_factor=0.5,
-        shift_factor=0.1,
-    )
-    folder = tmp_path_factory.mktemp("kl")
-    vae.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def video_folder(tmp_path_factory):
     from diffusers import AutoencoderKLWan
 

@@ -293,17 +293,6 @@ LLM_CFG = EncoderConfig(
 )
 
 
-@pytest.fixture(scope="module")
-def smollm2():
-    from vimi.models.encoders.llm import load_causal_lm, smollm2_weights
-
-    try:
-        folder, gguf_file = smollm2_weights()
-    except Exception as err:
-        pytest.skip(f"SmolLM2 weights unavailable: {err}")
-    return load_causal_lm(folder, gguf_file)
-
-
 @pytest.fixture
 def llm_encoder(smollm2):
     from vimi.models.encoders.llm import LLMMultimodalEncoder

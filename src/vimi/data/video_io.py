@@ -4,6 +4,7 @@ Frame indices are positions in decode order (0, 1, 2, ...), not timestamps: the 
 are constant frame rate, and counting frames is robust to odd container timestamps.
 """
 
+import dataclasses
 import io
 import math
 import random
@@ -61,20 +62,38 @@ def _open_container(source: MediaSource):
 
 def probe_video(source: MediaSource) -> VideoInfo:
     """Frame count, frame rate and size from the container; frames are counted by demuxing if unknown."""
-    name = describe_source(source)
     with _open_container(source) as container:
         stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else 0.0
-        num_frames = stream.frames
-        if num_frames <= 0:
-            try:  # Some containers (GIF, raw streams) carry no count: demux packets, which skips decoding.
-                num_frames = sum(1 for packet in container.demux(stream) if packet.size > 0)
-            except av.FFmpegError as err:
-                raise MediaError(
-                    f"{name}: cannot read video packets ({_cause(err)}); the file is corrupt"
-                ) from None
-        return VideoInfo(num_frames=num_frames, fps=fps, width=stream.width, height=stream.height)
+        info = _stream_info(stream)
+        if info.num_frames > 0:
+            return info
+        # Some containers (GIF, WebM, raw streams) carry no count: demux packets, which skips decoding.
+        return dataclasses.replace(
+            info, num_frames=_count_packets(container, stream, describe_source(source))
+        )
+
+
+def scan_video(source: MediaSource) -> tuple[VideoInfo, int]:
+    """(what the header says, how many frames the file holds): every video packet is read, none decoded.
+
+    An interrupted download keeps a header that promises every frame while the file holds only the first
+    ones; comparing the two finds it at the cost of one sequential read, far less than decoding."""
+    with _open_container(source) as container:
+        stream = container.streams.video[0]
+        return _stream_info(stream), _count_packets(container, stream, describe_source(source))
+
+
+def _stream_info(stream) -> VideoInfo:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 0.0
+    return VideoInfo(num_frames=max(stream.frames, 0), fps=fps, width=stream.width, height=stream.height)
+
+
+def _count_packets(container, stream, name: str) -> int:
+    try:
+        return sum(1 for packet in container.demux(stream) if packet.size > 0)
+    except av.FFmpegError as err:
+        raise MediaError(f"{name}: cannot read video packets ({_cause(err)}); the file is corrupt") from None
 
 
 def clip_indices(

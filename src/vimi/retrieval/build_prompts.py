@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 
 from vimi.config import RetrievalConfig
 from vimi.data.manifest import count_rows, manifest_root, shard_paths, write_index, write_shard
-from vimi.errors import ConfigError, DataError, MediaError
+from vimi.data.resumable import done_marker, shard_name, start_or_resume
+from vimi.errors import ConfigError, MediaError
 from vimi.retrieval.corpus import (
     check_columns,
     decode_id,
@@ -47,7 +48,6 @@ from vimi.utils.atomic import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-JOB_FILE = "job.json"
 OWN_COLUMNS = ("id", "caption", "video", "prompt", "hit_ids", "hit_scores")
 _IMAGE_SLOT = re.compile("\x00(\\d+)\x00")
 
@@ -82,10 +82,6 @@ class PromptJob:
             "copy_media": self.copy_media,
             "retrieval": asdict(self.cfg) | {"executor": None, "ray_address": None, "threads": None},
         }
-
-
-def shard_name(shard: int) -> str:
-    return f"part-{shard:05d}"
 
 
 def render_prompt(hits: list[Hit], caption: str, images: list[str], cfg: RetrievalConfig) -> list[dict]:
@@ -205,7 +201,7 @@ def process_shard(job: PromptJob, shard: int, index: ShardedIndex) -> dict:
     once per shard) right after it; the main thread filters and writes rows in input order meanwhile.
     """
     out = Path(job.out)
-    marker = out / f"{shard_name(shard)}.done.json"
+    marker = done_marker(out, shard)
     if marker.is_file():
         return json.loads(marker.read_text(encoding="utf-8"))
     cfg = job.cfg
@@ -283,23 +279,6 @@ def _ray_shard(shard: int, job: PromptJob) -> dict:
     return process_shard(job, shard, index)
 
 
-def _prepare_out(out: Path, job: PromptJob) -> None:
-    """Start or resume: the same job continues its shards; a different job in the folder is refused."""
-    out.mkdir(parents=True, exist_ok=True)
-    job_file = out / JOB_FILE
-    if job_file.is_file():
-        previous = json.loads(job_file.read_text(encoding="utf-8"))
-        if previous != job.signature():
-            raise DataError(
-                f"{out} holds the output of a different build-prompts job (see {job_file}); "
-                "use another --out or delete the folder"
-            )
-    else:
-        write_json_atomic(job_file, job.signature())
-    for stale in out.glob(".*.tmp"):  # temp files of writes that a kill interrupted
-        stale.unlink(missing_ok=True)
-
-
 def build_prompts(
     videos: str | Path,
     index: str | Path,
@@ -318,17 +297,14 @@ def build_prompts(
     job = PromptJob(
         str(videos), str(index), str(out), cfg, count_rows(videos), find_duplicate_rows(videos), copy_media
     )
-    _prepare_out(out, job)
-    todo = [s for s in range(job.num_shards) if not (out / f"{shard_name(s)}.done.json").is_file()]
+    start_or_resume(out, job.signature(), "build-prompts job")
+    todo = [s for s in range(job.num_shards) if not done_marker(out, s).is_file()]
     log.info("build-prompts: %d shard(s), %d to do, executor %s", job.num_shards, len(todo), cfg.executor)
     if cfg.executor == "ray":
         map_tasks(_ray_shard, todo, (job,), executor="ray", address=cfg.ray_address)
     else:
         _run_local(job, todo, progress)
-    dones = [
-        json.loads((out / f"{shard_name(s)}.done.json").read_text(encoding="utf-8"))
-        for s in range(job.num_shards)
-    ]
+    dones = [json.loads(done_marker(out, s).read_text(encoding="utf-8")) for s in range(job.num_shards)]
     skips, counters = [r for d in dones for r in d["skips"]], Counter()
     for d in dones:
         counters.update(d["counters"])

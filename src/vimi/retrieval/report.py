@@ -29,7 +29,8 @@ class SkipLog:
         self.counts: Counter = Counter()
         self.logger = logger
 
-    def skip(self, where: str, row: int, item_id: Any, reason: str) -> None:
+    def skip(self, where: str, row: int | None, item_id: Any, reason: str) -> None:
+        """Record one dropped row (`row` None: a line the parser could not make a row of)."""
         kind = reason_kind(reason)
         self.counts[kind] += 1
         self.records.append(
@@ -38,9 +39,15 @@ class SkipLog:
         if self.logger is None:
             return
         if self.counts[kind] <= LOGGED_PER_REASON:
-            self.logger.warning("skipped %s row %d (id=%s): %s", where, row, item_id, reason)
+            self.logger.warning("skipped %s row %s (id=%s): %s", where, row, item_id, reason)
         elif self.counts[kind] == LOGGED_PER_REASON + 1:
             self.logger.warning("more '%s' skips; all are listed in the skip report", kind)
+
+    def take(self) -> list[dict[str, Any]]:
+        """The records so far, handed over and forgotten; the counts, which limit the warnings, stay (a job that
+        writes its skips shard by shard keeps one log for all shards)."""
+        records, self.records = self.records, []
+        return records
 
     def extend(self, records: Iterable[dict[str, Any]]) -> None:
         for record in records:
@@ -48,16 +55,19 @@ class SkipLog:
             self.counts[reason_kind(record["reason"])] += 1
 
 
-def write_report(out_dir: str | Path, name: str, records: list[dict], summary: dict[str, Any]) -> Path:
-    """Write `<name>.skips.jsonl` (one skipped row per line) and `<name>.report.json` (counts) atomically."""
+def write_report(out_dir: str | Path, name: str, records: Iterable[dict], summary: dict[str, Any]) -> Path:
+    """Write `<name>.skips.jsonl` (one skipped row per line) and `<name>.report.json` (counts) atomically.
+
+    `records` is streamed to the file, so a job with millions of skips never holds them all."""
     out_dir = Path(out_dir)
+    counts: Counter = Counter()
     with atomic_open(out_dir / f"{name}.skips.jsonl", "w", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    counts = Counter(reason_kind(r["reason"]) for r in records)
+            counts[reason_kind(record["reason"])] += 1
     report = {
         **summary,
-        "skipped": len(records),
+        "skipped": counts.total(),
         "skipped_by_reason": dict(sorted(counts.items())),
         "skips_file": f"{name}.skips.jsonl",
     }

@@ -39,3 +39,9 @@ def package_file(package: str, relpath: str, hint: str) -> Path:
             f"{folder / relpath}: missing from the installed {package} package (incomplete?): {hint}"
         )
     return matches[0]
+
+
+def file_stamp(path: str | Path) -> dict[str, Any]:
+    """Path, size and modification time: what tells a resumed job that its input file is the one it began with."""
+    stat = Path(path).stat()
+    return {"path": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
