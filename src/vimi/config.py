@@ -26,9 +26,10 @@ __all__ = ["PipelineConfig", "VimiConfig", "from_dict", "load_config", "save_con
 class WorldConfig:
     """GroundedWorld: the synthetic world that is vimi's embedded data and grounding yardstick."""
 
-    preset: Literal["tiny", "small", "large", "gpu"] = "small"
+    preset: Literal["tiny", "small", "large", "gpu", "easy"] = "small"
     """Named size: `tiny` for tests, `small` fits the CPU demo, `large` is the >= 1M-pair memory for
-    benchmarks, `gpu` has 16 frames at 64x64. A preset replaces only the fields left at their defaults."""
+    benchmarks, `gpu` has 16 frames at 64x64, `easy` is `small` made easy (one solid ellipse per subject,
+    translations only, plain scenes, one subject a clip). A preset replaces only the fields left at their defaults."""
     seed: int = 0
     """Same seed, same bytes."""
     num_frames: int = 8
@@ -53,6 +54,14 @@ class WorldConfig:
     """Distinct distractor image files; pair r shows image r % distractor_images. 0: one file per pair."""
     two_subject_fraction: float = 0.3
     """Fraction of videos with two subjects."""
+    shape_families: list[str] = field(default_factory=list)
+    """Silhouette families every subject is drawn from (vimi.data.world.shapes.SHAPE_FAMILIES); empty: all."""
+    texture_kinds: list[str] = field(default_factory=list)
+    """Texture kinds every subject is drawn from (vimi.data.world.textures.TEXTURE_KINDS); empty: all."""
+    motion_kinds: list[str] = field(default_factory=list)
+    """Motion kinds clips are drawn from (translate, bounce, spin, grow, shrink, still); empty: all."""
+    plain_scenes: bool = False
+    """Draw each scene as its flat base colour instead of its procedural pattern; captions still name it."""
     background_variants: int = 8
     """Procedural variants of each scene background."""
     shard_size: int = 10000
@@ -132,6 +141,19 @@ class RetrievalConfig:
     diversify: bool = True
     """Pick first the candidates that match a caption word no earlier pick matched (every named subject
     gets an example), then fill by score; False keeps the plain top-k."""
+
+
+@dataclass
+class ImportConfig:
+    """`vimi data import-videos` / `import-memory`: a raw dataset (a table, an img2dataset folder) to a manifest.
+
+    Videos are kept only when one training clip fits them under the `data` section's num_frames,
+    frame_stride and target_fps (the trainer's own rule), so import with the config you will train with."""
+
+    shard_size: int = 10_000
+    """Input rows per output shard; a killed import re-run redoes only the shards it had not finished."""
+    threads: int = 0
+    """Files checked at once (PyAV and Pillow release the GIL while they read); 0 uses every CPU core."""
 
 
 @dataclass
@@ -260,7 +282,8 @@ class TaskWeights:
 class TrainConfig:
     stage: Literal["pretrain", "instruct"] = "pretrain"
     init_from: str = ""
-    """Checkpoint folder to initialise from (required for stage instruct)."""
+    """Checkpoint folder to initialise from. Stage instruct needs one, or `scratch`: the instruction tasks from
+    random weights (how designs are compared from scratch, benchmarks/learning.py)."""
     out_dir: str = "runs/debug"
     seed: int = 0
     steps: int = 100
@@ -414,6 +437,7 @@ class VimiConfig:
     world: WorldConfig = field(default_factory=WorldConfig)
     data: DataConfig = field(default_factory=DataConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    importer: ImportConfig = field(default_factory=ImportConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -97,6 +97,12 @@ def test_report_has_one_row_per_prompt_escaped_text_and_existing_media(small_wor
     # Ground truth as the generated video scores far higher than noise on the subject task.
     assert ours.summary["tasks"]["subject"]["scene"]["mean"] == 1.0
     assert baseline.summary["tasks"]["subject"]["scene"]["mean"] == 0.0
+    # The forced choices sit beside the gated metrics, each with its chance level to read it against.
+    for metric in ("subject_choice", "motion_choice"):
+        value = next(values[metric] for values in ours.summary["tasks"].values() if metric in values)
+        chance = ours.summary["chance"][metric]
+        assert value["valid"] and f"<td>{metric}</td><td>{value['mean']:.3f} [" in page
+        assert f", chance {chance:.3f}</td>" in page and f"{metric} <span class='bar'>" in page
     widths = [int(w) for w in re.findall(r"width:(\d+)%", page)]
     assert widths and all(0 <= w <= 100 for w in widths)
     # The strip beside the report shows the first subject prompt (here its images were replaced by the

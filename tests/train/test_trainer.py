@@ -1,6 +1,7 @@
 """train(cfg) on the debug recipe: learning, stage 2 from stage 1, outputs, and clear errors before any work."""
 
 import json
+import math
 import re
 
 import pytest
@@ -117,6 +118,24 @@ def test_instruct_without_stage1_checkpoint_is_a_config_error(tiny_world, tmp_pa
     with pytest.raises(ConfigError, match=r"train\.init_from"):
         train(cfg)
     assert not (tmp_path / "run").exists()  # failed before any work
+
+
+def test_instruct_from_scratch_trains_the_instruction_tasks_from_random_weights(tiny_world, tmp_path, caplog):
+    args = ["train.stage=instruct", "train.init_from=scratch", "train.steps=2", "train.sample_every=0"]
+    args += [
+        "train.tasks.subject=0",
+        "train.tasks.retrieval_t2v=0",
+        "train.tasks.predict=1",
+        "train.tasks.t2v=1",
+    ]
+    with caplog.at_level("INFO", logger="vimi"):
+        last = train(debug_config(tiny_world, tmp_path / "run", *args))
+    assert "initialised from" not in caplog.text and re.search(
+        r"tasks \{'predict': 1.0, 't2v': 1.0\}", caplog.text
+    )
+    assert (
+        all(math.isfinite(m["loss"]) for m in read_metrics(tmp_path / "run")) and last.name == "step-00000002"
+    )
 
 
 def test_missing_dataset_is_a_data_error_naming_it(tiny_world, tmp_path):

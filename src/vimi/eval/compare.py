@@ -126,7 +126,7 @@ def format_comparison(rows: Sequence[Comparison], a: EvalResult, b: EvalResult) 
     for row in rows:
         certain = "*" if row.ci_low > 0 or row.ci_high < 0 else " "
         lines.append(
-            f"{row.task:13s} {row.metric:11s} n={row.n:<4d} A {_number(row.mean_a)}  B {_number(row.mean_b)}  "
+            f"{row.task:13s} {row.metric:14s} n={row.n:<4d} A {_number(row.mean_a)}  B {_number(row.mean_b)}  "
             f"A-B {_number(row.diff, True)} [{_number(row.ci_low, True)}, {_number(row.ci_high, True)}] {certain}"
         )
     return lines

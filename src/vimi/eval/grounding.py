@@ -6,9 +6,15 @@ Per video (see `GroundingScorer.score`):
                searched, scale and centre from the mask); the prompted subject must give the lowest error
                summed over frames AND explain the foreground (error <= (1 - min_explained) x background-only
                error) in at least half of the frames.
+  subject_choice  the same fits as a forced choice (vimi.eval.choice): the candidate with the lowest summed
+               error, whatever it explains; a video with no foreground gets a seeded random candidate.
+               Chance (1/N) in expectation for a video that shows nothing of the prompt, where `subject` gives 0.
   motion       the winning subject's tracked centre, log-scale and rotation are classified into the world's
                13 motion classes by least-squares trajectory models (`classify_motion`); correct if equal
                to the caption's motion. Single-subject videos.
+  motion_choice  single-subject videos whose caption motion is a translation: the world translation nearest to
+               the displacement of the largest foreground part's centroid (no identity gate); a video with no
+               coherent displacement gets a seeded random direction. Chance 1/8 (vimi.eval.choice).
   scene        nearest scene background (median per-pixel L1 over all pixels and frames, robust to the
                subject) among every variant of every scene, accepted if within max_scene_distance.
   consistency  fraction of frames whose own identification (valid fit) equals the video's identification.
@@ -22,7 +28,8 @@ Per video (see `GroundingScorer.score`):
                (a model that has not learned motion scores about this; a still video scores the cap).
   psnr_gain    psnr - psnr_copy on the clips whose subject moves (not on still ones, where the copy is
                exact): what a model has learned of motion beyond copying its given frame.
-A video that shows nothing subject-like (noise, an empty scene) is scored wrong, never guessed.
+A video that shows nothing subject-like (noise, an empty scene) is scored wrong by the gated metrics, never
+guessed; the forced-choice ones guess for it (seeded per video) and so score it at chance.
 """
 
 import hashlib
@@ -34,37 +41,71 @@ import numpy as np
 from vimi.config import EvalConfig
 from vimi.data.world.motions import BOUNCE_HEIGHT, MOTIONS, SIZE_RATIO, SPIN_TURNS, TRAVEL
 from vimi.data.world.render import WorldRenderer
+from vimi.eval.choice import TRANSLATIONS, choose_direction, choose_subject
 from vimi.eval.pairs import fit_pairs
 from vimi.eval.tracking import SubjectTracker, TemplateFit, to_frames
 
-ACCURACY_METRICS = ("subject", "motion", "scene", "consistency", "two_subject")
+ACCURACY_METRICS = (
+    "subject", "subject_choice", "motion", "motion_choice", "scene", "consistency", "two_subject"
+)  # fmt: skip
 PREDICTION_METRICS = ("psnr", "psnr_copy", "psnr_gain", "ssim")
 VALIDITY: dict[str, dict[str, float]] = {
-    "subject": {"truth": 1.0, "noise": 0.0, "shuffled": 1.0, "wrong_subject": 0.0, "chance": 1 / 8},
+    "subject": {
+        "truth": 1.0,
+        "noise": 0.0,
+        "shuffled": 1.0,
+        "wrong_subject": 0.0,
+        "blob": 0.545,
+        "chance": 1 / 8,
+    },
+    "subject_choice": {
+        "truth": 1.0,
+        "noise": 0.136,
+        "shuffled": 1.0,
+        "wrong_subject": 0.0,
+        "blob": 0.591,
+        "chance": 1 / 8,
+    },
     "motion": {
         "truth": 1.0,
         "noise": 0.0,
         "shuffled_moving": 0.025,
         "wrong_subject": 0.932,
+        "blob": 0.795,
         "chance": 1 / 13,
+    },
+    "motion_choice": {
+        "truth": 1.0,
+        "noise": 0.074,
+        "shuffled": 0.111,
+        "reversed": 0.0,
+        "wrong_subject": 1.0,
+        "blob": 1.0,
+        "chance": 1 / 8,
     },
     "scene": {"truth": 1.0, "noise": 0.0, "shuffled": 1.0, "wrong_subject": 1.0, "chance": 1 / 8},
     "consistency": {"truth": 1.0, "noise": 0.0, "shuffled": 1.0, "wrong_subject": 0.972, "chance": 1 / 8},
     "two_subject": {"truth": 1.0, "noise": 0.0, "shuffled": 0.9, "wrong_subject": 0.0, "chance": 1 / 28},
 }
-"""Each accuracy metric's mean on 64 held-out world videos (20 two-subject; 8 frames of 32x32, 8 held-out
-subjects) as measured by tests/eval/test_grounding.py, which fails if these drift: ground truth, uniform
-noise, shuffled frames (motion: moving subjects only), one subject swapped for another, and chance."""
+"""Each accuracy metric's mean on 64 held-out world videos (44 single-subject, 27 of them translations, and
+20 two-subject; 8 frames of 32x32, 8 held-out subjects) as measured by tests/eval/test_grounding.py, which
+fails if these drift: ground truth, uniform noise, shuffled frames (motion: moving subjects only), frames
+reversed, one subject swapped for another, the subject replaced by a disc of its area, place and mean colour
+(blob), and chance. Noise's subject_choice is the share of those prompts whose subject is the sprite that
+best matches noise (chance over prompts, the same pick in every noise video)."""
 NULL_CHECKS = {
     "subject": ("noise", "wrong_subject"),
+    "subject_choice": ("noise", "wrong_subject"),
     "motion": ("noise", "shuffled_moving"),
+    "motion_choice": ("noise", "shuffled", "reversed"),
     "scene": ("noise",),
     "consistency": ("noise",),
     "two_subject": ("noise", "wrong_subject"),
 }
-"""The broken videos each metric must score at chance on. The others it is blind to by design: identity
-ignores frame order, scene ignores subjects and order, motion ignores which subject moves, consistency
-(the same identity in every frame) ignores which subject it is."""
+"""The broken videos each metric must score at chance on (or below it: a wrong subject, or reversed frames,
+are read as what they show). The others it is blind to by design: identity ignores frame order, scene
+ignores subjects and order, motion ignores which subject moves, consistency (the same identity in every
+frame) ignores which subject it is."""
 
 
 def validated_metrics() -> list[str]:
@@ -95,9 +136,6 @@ MIN_SUBJECT_SHARE = 0.1
 MAX_FOREGROUND = 0.6
 """Two-subject videos: a foreground over this fraction of the frame is no scene with subjects (noise); two
 subjects of the world cover at most ~30%."""
-TRANSLATIONS = {
-    m.id: np.asarray(m.direction) / np.hypot(*m.direction) for m in MOTIONS if m.kind == "translate"
-}
 
 
 @dataclass(frozen=True)
@@ -114,7 +152,9 @@ class VideoScore:
     """Per-video results; a metric that does not apply to the video is None."""
 
     subject: float | None = None
+    subject_choice: float | None = None
     motion: float | None = None
+    motion_choice: float | None = None
     scene: float | None = None
     consistency: float | None = None
     two_subject: float | None = None
@@ -125,6 +165,8 @@ class VideoScore:
     predicted_subjects: list[int] | None = None
     predicted_motion: str | None = None
     predicted_scene: int | None = None
+    chosen_subject: int | None = None
+    chosen_direction: str | None = None
 
     def metrics(self) -> dict[str, float]:
         """The metric values that apply (name -> value)."""
@@ -133,11 +175,14 @@ class VideoScore:
 
     def predictions(self) -> dict:
         """What the scorer read from the video (renderer indices): `subjects` ([] when none was drawn clearly
-        enough), `motion`, `scene`; those not read are left out."""
+        enough), `motion`, `scene`, and the forced choices `subject_choice`, `motion_choice` (guesses
+        included); those not read are left out."""
         read = {
             "subjects": self.predicted_subjects,
             "motion": self.predicted_motion,
             "scene": self.predicted_scene,
+            "subject_choice": self.chosen_subject,
+            "motion_choice": self.chosen_direction,
         }
         return {k: v for k, v in read.items() if v is not None}
 
@@ -156,7 +201,9 @@ class GroundingScorer:
         n = max(min(self.cfg.grounding_candidates, len(self.pool)), 2)
         return {
             "subject": 1 / n,
+            "subject_choice": 1 / n,
             "motion": 1 / len(MOTIONS),
+            "motion_choice": 1 / len(TRANSLATIONS),
             "scene": 1 / len(self.renderer.scenes),
             "consistency": 1 / n,
             "two_subject": 2 / (n * (n - 1)),
@@ -193,17 +240,23 @@ class GroundingScorer:
         if len(truth.subjects) == 1:
             present = mask.sum(axis=(1, 2)) >= tracker.min_pixels
             sample = _spread(drawn(present, given_frames), cfg.grounding_frames)
-            winner, valid, per_frame = self._identify(frames[sample], match, mask[None, sample], candidates)[
-                0
-            ]
+            target = mask[None, sample]  # [1, t, H, W]: the whole foreground is the subject's region
+            fit = tracker.fit(frames[sample], match, target, candidates)[0] if len(sample) else None
+            winner, valid, per_frame = self._identify(fit, candidates)
             out.predicted_subjects = [winner] if valid else []
             out.subject = float(valid and winner == truth.subjects[0])
+            out.chosen_subject = choose_subject(fit, candidates, key)
+            out.subject_choice = float(out.chosen_subject == truth.subjects[0])
             # Frames without a subject count against consistency: a subject that vanishes is not consistent.
             out.consistency = float(np.sum(per_frame == winner) / len(sample)) if valid else 0.0
             if valid and present.mean() >= cfg.grounding_min_frames:
                 fit = tracker.fit(frames, match, mask[None], [winner])[0]
                 out.predicted_motion = self._motion(fit, 0, winner)
             out.motion = float(out.predicted_motion == truth.motions[0])
+            if truth.motions[0] in TRANSLATIONS:
+                centroids, seen = tracker.largest_part_track(mask)
+                out.chosen_direction = choose_direction(centroids / self.renderer.side, seen, key)
+                out.motion_choice = float(out.chosen_direction == truth.motions[0])
         else:
             present = mask.sum(axis=(1, 2)) >= 2 * tracker.min_pixels
             sample = _spread(drawn(present, given_frames), cfg.grounding_frames)
@@ -220,25 +273,21 @@ class GroundingScorer:
                 out.psnr_gain = psnr_gain(out.psnr, out.psnr_copy)
         return out
 
-    def _identify(
-        self, frames: np.ndarray, match, targets: np.ndarray, candidates: list[int]
-    ) -> list[tuple[int, bool, np.ndarray]]:
-        """Per target: (winner, whether its fit explains the foreground in enough frames, per-frame winners (-1 invalid))."""
-        if len(frames) == 0:
-            return [(candidates[0], False, np.zeros(0, np.int64)) for _ in range(len(targets))]
-        results = []
-        for fit in self.tracker.fit(frames, match, targets, candidates):
-            best = fit.best  # [C, t]: best pose per candidate and frame
-            explained = 1 - best / np.maximum(fit.baseline, 1e-6)[None]  # [C, t]
-            good = fit.present[None] & (explained >= self.cfg.grounding_min_explained)
-            winner = int(best[:, fit.present].sum(axis=1).argmin()) if fit.present.any() else 0
-            frame_winner = best.argmin(axis=0)
-            per_frame = np.where(
-                good[frame_winner, np.arange(best.shape[1])], np.asarray(candidates)[frame_winner], -1
-            )
-            valid = bool(good[winner].mean() >= self.cfg.grounding_min_frames)
-            results.append((candidates[winner], valid, per_frame))
-        return results
+    def _identify(self, fit: TemplateFit | None, candidates: list[int]) -> tuple[int, bool, np.ndarray]:
+        """(winner, whether its fit explains the foreground in enough frames, per-frame winners (-1 invalid))
+        of one target's fit (None: no frames)."""
+        if fit is None:
+            return candidates[0], False, np.zeros(0, np.int64)
+        best = fit.best  # [C, t]: best pose per candidate and frame
+        explained = 1 - best / np.maximum(fit.baseline, 1e-6)[None]  # [C, t]
+        good = fit.present[None] & (explained >= self.cfg.grounding_min_explained)
+        winner = int(best[:, fit.present].sum(axis=1).argmin()) if fit.present.any() else 0
+        frame_winner = best.argmin(axis=0)
+        per_frame = np.where(
+            good[frame_winner, np.arange(best.shape[1])], np.asarray(candidates)[frame_winner], -1
+        )
+        valid = bool(good[winner].mean() >= self.cfg.grounding_min_frames)
+        return candidates[winner], valid, per_frame
 
     def _identify_pair(self, frames: np.ndarray, match, mask: np.ndarray, candidates: list[int]):
         """(best pair of renderer indices, whether it explains the foreground with both subjects in enough frames)."""

@@ -208,14 +208,17 @@ def _wrap(text: str, font, width: int) -> list[str]:
 
 
 def _summary_table(results: dict[str, BenchResult]) -> str:
-    """Mean [95% CI] of every metric per task and run."""
+    """Mean [95% CI] of every metric per task and run, with its chance level (a forced choice never scores
+    below it for a video that shows nothing, so its value reads against chance, not 0)."""
     lines = [
         "<h2>Summary (mean [95% bootstrap CI], n)</h2><table class='summary'><tr><th>run</th><th>task</th><th>metric</th><th>value</th></tr>"
     ]
     for name, result in results.items():
+        chance = result.summary.get("chance", {})
         for task, metrics in result.summary.get("tasks", {}).items():
             for metric, value in metrics.items():
                 text = f"{value['mean']:.3f} [{value['ci_low']:.3f}, {value['ci_high']:.3f}], n={value['n']}"
+                text += f", chance {chance[metric]:.3f}" if metric in chance else ""
                 text += " (not validated)" if value.get("valid") is False else ""
                 lines.append(
                     f"<tr><td>{html.escape(name)}</td><td>{html.escape(task)}</td><td>{html.escape(metric)}</td><td>{html.escape(text)}</td></tr>"

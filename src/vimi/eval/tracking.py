@@ -61,7 +61,7 @@ def to_frames(video, height: int, width: int) -> np.ndarray:
 
     if isinstance(video, np.ndarray) and video.dtype == np.uint8:
         video = (
-            torch.from_numpy(video).permute(3, 0, 1, 2).float() / 127.5 - 1
+            torch.from_numpy(np.ascontiguousarray(video)).permute(3, 0, 1, 2).float() / 127.5 - 1
         )  # [T, H, W, C] -> [C, T, H, W]
     video = torch.as_tensor(video).detach().float().cpu()
     if video.ndim != 4 or video.shape[0] != 3:
@@ -156,6 +156,15 @@ class SubjectTracker:
             for k, part in enumerate(parts[:count]):
                 out[k, t] = part
         return out
+
+    def largest_part_track(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Centroid (x, y) in pixels [T, 2] of each frame's largest foreground part, and whether it has one [T]."""
+        part = self.components(mask, 1)[0]  # [T, H, W]
+        area = part.sum(axis=(1, 2))  # [T]
+        ys, xs = np.mgrid[0 : mask.shape[1], 0 : mask.shape[2]] + 0.5
+        safe = np.maximum(area, 1)
+        centroids = np.stack([(part * xs).sum(axis=(1, 2)) / safe, (part * ys).sum(axis=(1, 2)) / safe], -1)
+        return centroids, area > 0
 
     # ---------------------------------------------------------------------------------------------
     def fit(

@@ -41,6 +41,8 @@ from vimi.utils.atomic import write_json_atomic
 log = logging.getLogger(__name__)
 
 StepHook = Callable[[int], None]
+FROM_SCRATCH = "scratch"
+"""train.init_from value for the instruction tasks from random weights."""
 
 
 def check_config(cfg: VimiConfig, world_size: int = 1) -> None:
@@ -72,9 +74,10 @@ def check_config(cfg: VimiConfig, world_size: int = 1) -> None:
         )
     if train.stage == "instruct" and not train.init_from:
         raise ConfigError(
-            "train.stage=instruct needs train.init_from: a stage-1 (pretrain) checkpoint folder or run folder"
+            "train.stage=instruct needs train.init_from: a stage-1 (pretrain) checkpoint folder or run folder "
+            f"(or {FROM_SCRATCH!r} to start from random weights)"
         )
-    if train.init_from:
+    if train.init_from and train.init_from != FROM_SCRATCH:
         try:
             resolve_checkpoint(train.init_from)
         except CheckpointError as err:
@@ -110,7 +113,7 @@ class Trainer:
         torch.manual_seed(cfg.train.seed + info.rank)
         self.dataset: TaskMixture = build_task_dataset(cfg)  # raises DataError before the model is built
         self.model = VimiModel(cfg.model, cfg.diffusion)
-        if cfg.train.init_from:
+        if cfg.train.init_from and cfg.train.init_from != FROM_SCRATCH:
             self._init_from(cfg.train.init_from)
         if cfg.train.freeze_encoder:
             self.model.encoder.requires_grad_(False)

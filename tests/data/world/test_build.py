@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from vimi.config import WorldConfig
 from vimi.data.manifest import count_rows, iter_records
@@ -25,6 +26,39 @@ def _hashes(folder: Path) -> dict[str, str]:
 
 def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def world_digest(root: Path) -> str:
+    """SHA-256 of what a world holds: world.json less its config, every manifest row, every decoded pixel.
+
+    Decoded pixels and rows rather than file bytes, so that a new Parquet or mp4 writer does not change it."""
+    digest = hashlib.sha256()
+    info = json.loads((root / "world.json").read_text())
+    info.pop("config")  # gains a key with every new WorldConfig field, whatever its value
+    digest.update(json.dumps(info, sort_keys=True).encode())
+    for folder, column in (("memory", "image"), ("videos/train", "video"), ("videos/heldout", "video")):
+        for row in iter_records(root / folder):
+            digest.update(json.dumps(row, sort_keys=True).encode())
+            path = root / folder / row[column]
+            pixels = (
+                read_mp4_frames(path) if column == "video" else np.asarray(Image.open(path).convert("RGB"))
+            )
+            digest.update(pixels.tobytes())
+    return digest.hexdigest()
+
+
+TINY_SEED_3_DIGEST = "aa9445f8b25eb4f52040ab13384724e07c583acb21bdcb977d09ce61eae56af6"
+"""world_digest of the tiny world at seed 3, measured before the easy-world fields (shape_families,
+texture_kinds, motion_kinds, plain_scenes) existed. A change meant to alter the world updates it."""
+
+
+def test_default_world_is_the_one_built_before_the_easy_fields(tiny_world_dir):
+    # Every draw of the full world (subjects, motions, poses, scenes, memory) must be what it was, so that
+    # worlds, checkpoints and measurements made before stay comparable with the same seed.
+    assert world_digest(tiny_world_dir) == TINY_SEED_3_DIGEST
+    config = json.loads((tiny_world_dir / "world.json").read_text())["config"]
+    assert config["shape_families"] == config["texture_kinds"] == config["motion_kinds"] == []
+    assert config["plain_scenes"] is False
 
 
 def test_same_seed_same_bytes_other_seed_differs(tiny_world_dir, tmp_path):

@@ -27,7 +27,9 @@ from vimi.data.world.motions import MOTIONS, SPEEDS, motion_phrase
 from vimi.data.world.presets import apply_preset, check_world_config
 from vimi.data.world.render import WorldRenderer
 from vimi.data.world.scenes import SCENES
+from vimi.data.world.shapes import SHAPE_FAMILIES
 from vimi.data.world.subjects import Subject, sample_subjects
+from vimi.data.world.textures import TEXTURE_KINDS
 from vimi.data.world.videos import plan_videos
 from vimi.errors import DataError
 from vimi.utils.atomic import atomic_directory, write_json_atomic
@@ -114,6 +116,7 @@ def _build_into(
         cfg.width,
         cfg.seed,
         cfg.background_variants,
+        plain_scenes=cfg.plain_scenes,
     )
     lap("sprites")
     memory_counts = write_memory(cfg, renderer, subjects, distractors, staging / "memory", report("memory"))
@@ -142,8 +145,19 @@ def sample_world_subjects(cfg: WorldConfig) -> tuple[list[Subject], list[Subject
     splits = {"train": cfg.num_train_subjects, "heldout": cfg.num_heldout_subjects}
     if cfg.num_distractor_pairs > 0:
         splits["distractor"] = cfg.distractor_subjects
-    everyone = sample_subjects(rng, splits, {"train": "s", "heldout": "h", "distractor": "d"})
+    everyone = sample_subjects(
+        rng,
+        splits,
+        {"train": "s", "heldout": "h", "distractor": "d"},
+        shape_families=tuple(cfg.shape_families) or SHAPE_FAMILIES,
+        texture_kinds=tuple(cfg.texture_kinds) or TEXTURE_KINDS,
+    )
     return [s for s in everyone if s.split != "distractor"], [s for s in everyone if s.split == "distractor"]
+
+
+def motion_pool(cfg: WorldConfig) -> np.ndarray:
+    """Indices into MOTIONS of the motions a world's clips are drawn from (world.motion_kinds; empty: all)."""
+    return np.array([i for i, m in enumerate(MOTIONS) if not cfg.motion_kinds or m.kind in cfg.motion_kinds])
 
 
 def _check_target(out_dir: Path, overwrite: bool) -> None:
@@ -174,7 +188,7 @@ def _write_videos(
             rng = np.random.default_rng([cfg.seed, 41, SPLITS.index(split), start])
             plan = plan_videos(
                 rng, n, pool, len(SCENES), cfg.num_frames, cfg.height, cfg.width,
-                cfg.two_subject_fraction, cfg.background_variants,
+                cfg.two_subject_fraction, cfg.background_variants, motion_pool(cfg),
             )  # fmt: skip
             rendered = renderer.render_batch(plan.background_index, plan.subjects, plan.poses)
             for j in range(n):

@@ -128,7 +128,14 @@ class GroundedWorld:
         """The renderer that built this world (subjects, then distractor subjects), at the world's frame size."""
         appearances = [s.appearance for s in self.subjects + self.distractor_subjects]
         cfg = self.config
-        return WorldRenderer(appearances, cfg.height, cfg.width, cfg.seed, cfg.background_variants)
+        return WorldRenderer(
+            appearances,
+            cfg.height,
+            cfg.width,
+            cfg.seed,
+            cfg.background_variants,
+            plain_scenes=cfg.plain_scenes,
+        )
 
     def render_ground_truth(self, record: VideoGroundTruth) -> np.ndarray:
         """Re-render a clip from its ground truth alone: uint8 [T, H, W, 3], equal to the mp4's frames."""

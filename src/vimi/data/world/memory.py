@@ -118,7 +118,7 @@ def _scene_rows(cfg: WorldConfig, out_dir: Path) -> list[dict]:
     rows = []
     for scene in SCENES:
         for j in range(cfg.images_per_scene):
-            image = scene_background(scene, cfg.height, cfg.width, variant=j, seed=cfg.seed)
+            image = scene_background(scene, cfg.height, cfg.width, j, cfg.seed, cfg.plain_scenes)
             relative = f"scenes/{scene.id}/{j:03d}.png"
             (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
             write_png((image * 255 + 0.5).astype(np.uint8), out_dir / relative)

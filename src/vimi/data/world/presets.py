@@ -1,9 +1,21 @@
-"""Named world sizes. WorldConfig's defaults are the `small` preset; another preset replaces the fields
-that were left at their defaults, so a YAML file or `--set world.x=...` still wins over the preset."""
+"""Named worlds. WorldConfig's defaults are the `small` preset; another preset replaces the fields
+that were left at their defaults, so a YAML file or `--set world.x=...` still wins over the preset.
 
+`easy` is rung 3 of the learning ladder (issue 34): the `small` world's sizes, but every subject a
+solid-colour ellipse, every motion a translation, every scene its flat base colour and one subject per
+clip. A model that cannot learn to move one simple subject and copy it from its image here will not in
+the full world, so this is where that is checked first. Held-out subjects still exist (their own colours
+and ellipse proportions), so subject-from-image prompts still test copying rather than recall; captions
+and scene names are those of the full world.
+"""
+
+import copy
 import dataclasses
 
 from vimi.config import WorldConfig
+from vimi.data.world.motions import MOTIONS
+from vimi.data.world.shapes import SHAPE_FAMILIES
+from vimi.data.world.textures import TEXTURE_KINDS
 from vimi.errors import ConfigError
 
 PRESETS: dict[str, dict] = {
@@ -46,6 +58,13 @@ PRESETS: dict[str, dict] = {
         "num_distractor_pairs": 50000,
         "distractor_subjects": 2048,
     },
+    "easy": {
+        "shape_families": ["ellipse"],
+        "texture_kinds": ["solid"],
+        "motion_kinds": ["translate"],
+        "plain_scenes": True,
+        "two_subject_fraction": 0.0,
+    },
 }
 
 
@@ -54,8 +73,9 @@ def apply_preset(cfg: WorldConfig) -> WorldConfig:
     if cfg.preset not in PRESETS:
         raise ConfigError(f"world.preset={cfg.preset!r} is not a preset; choose one of {', '.join(PRESETS)}")
     defaults = WorldConfig()
+    # Copies: a config's lists must not be the preset table's own (editing one would edit the preset).
     changes = {
-        name: value
+        name: copy.deepcopy(value)
         for name, value in PRESETS[cfg.preset].items()
         if getattr(cfg, name) == getattr(defaults, name)
     }
@@ -84,3 +104,14 @@ def check_world_config(cfg: WorldConfig) -> None:
         raise ConfigError(f"world.two_subject_fraction must be in [0, 1], got {cfg.two_subject_fraction}")
     if min(cfg.height, cfg.width) < 8:
         raise ConfigError(f"world frames must be at least 8x8 pixels, got {cfg.height}x{cfg.width}")
+    motion_kinds = tuple(dict.fromkeys(m.kind for m in MOTIONS))
+    for name, known in (
+        ("shape_families", SHAPE_FAMILIES),
+        ("texture_kinds", TEXTURE_KINDS),
+        ("motion_kinds", motion_kinds),
+    ):
+        unknown = [value for value in getattr(cfg, name) if value not in known]
+        if unknown:
+            raise ConfigError(
+                f"world.{name} has unknown entries {unknown}; choose from {', '.join(known)} (empty: all)"
+            )

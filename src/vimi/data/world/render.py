@@ -27,6 +27,7 @@ class WorldRenderer:
         seed: int = 0,
         background_variants: int = 8,
         scenes: tuple[Scene, ...] = SCENES,
+        plain_scenes: bool = False,
     ):
         self.height, self.width = height, width
         self.side = min(height, width)
@@ -44,7 +45,10 @@ class WorldRenderer:
         self._build_sprite_table(appearances)
         # [num_scenes + 1, V, H, W, 3]; the extra last "scene" is the plain backdrop of reference images.
         banks = [
-            [scene_background(scene, height, width, v, seed) for v in range(background_variants)]
+            [
+                scene_background(scene, height, width, v, seed, plain_scenes)
+                for v in range(background_variants)
+            ]
             for scene in scenes
         ]
         plain = np.broadcast_to(

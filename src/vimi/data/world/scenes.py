@@ -1,5 +1,6 @@
 """Named scene backgrounds (meadow, desert, night sky, ...), procedural and each with its own colour
-statistics, so a scene can be told from a frame's colours alone (the scene-accuracy metric)."""
+statistics, so a scene can be told from a frame's colours alone (the scene-accuracy metric). A plain
+scene (world.plain_scenes) is the same scene drawn as its flat base colour: no pattern, no noise."""
 
 from dataclasses import dataclass
 
@@ -38,8 +39,14 @@ SCENE_IDS = tuple(scene.id for scene in SCENES)
 PLAIN_BACKDROP = (0.85, 0.85, 0.85)
 
 
-def scene_background(scene: Scene, height: int, width: int, variant: int, seed: int = 0) -> np.ndarray:
-    """Background `variant` of `scene`, float32 [height, width, 3] in [0, 1]; a pure function of its inputs."""
+def scene_background(
+    scene: Scene, height: int, width: int, variant: int, seed: int = 0, plain: bool = False
+) -> np.ndarray:
+    """Background `variant` of `scene`, float32 [height, width, 3] in [0, 1]; a pure function of its inputs.
+
+    `plain`: the scene's flat base colour, the same for every variant and seed."""
+    if plain:
+        return np.full((height, width, 3), scene.base, np.float32)
     index = SCENE_IDS.index(scene.id)
     rng = np.random.default_rng([seed, 7, index, variant])
     y, x = np.meshgrid((np.arange(height) + 0.5) / height, (np.arange(width) + 0.5) / width, indexing="ij")

@@ -5,6 +5,8 @@ supersampling) on sprite-local coordinates u, v in [-1, 1] (v points down). Ever
 the unit disc, so a rotated sprite never leaves its square.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 
 SHAPE_FAMILIES = (
@@ -21,9 +23,9 @@ SHAPE_FAMILIES = (
 )
 
 
-def sample_shape(rng: np.random.Generator) -> dict:
-    """A random shape spec; the family is uniform over SHAPE_FAMILIES."""
-    family = SHAPE_FAMILIES[rng.integers(len(SHAPE_FAMILIES))]
+def sample_shape(rng: np.random.Generator, families: Sequence[str] = SHAPE_FAMILIES) -> dict:
+    """A random shape spec; the family is uniform over `families` (a subset of SHAPE_FAMILIES)."""
+    family = families[rng.integers(len(families))]
     turn = float(rng.uniform(0, 2 * np.pi))
     if family == "ellipse":
         return {"family": family, "rx": 0.92, "ry": float(rng.uniform(0.45, 0.8)), "rotation": turn}

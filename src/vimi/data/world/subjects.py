@@ -1,12 +1,13 @@
 """Subjects: a made-up name plus an appearance (silhouette + texture + colours) that only an image conveys."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from vimi.data.world.names import generate_names
-from vimi.data.world.shapes import sample_shape, shape_alpha
-from vimi.data.world.textures import sample_texture, texture_rgb
+from vimi.data.world.shapes import SHAPE_FAMILIES, sample_shape, shape_alpha
+from vimi.data.world.textures import TEXTURE_KINDS, sample_texture, texture_rgb
 
 
 @dataclass
@@ -35,9 +36,13 @@ class Subject:
         return cls(data["id"], data["name"], data["split"], data["appearance"], list(data.get("images", [])))
 
 
-def sample_appearance(rng: np.random.Generator) -> dict:
+def sample_appearance(
+    rng: np.random.Generator,
+    shape_families: Sequence[str] = SHAPE_FAMILIES,
+    texture_kinds: Sequence[str] = TEXTURE_KINDS,
+) -> dict:
     """A random appearance: silhouette family and parameters, texture kind, continuous colours."""
-    return {"shape": sample_shape(rng), "texture": sample_texture(rng)}
+    return {"shape": sample_shape(rng, shape_families), "texture": sample_texture(rng, texture_kinds)}
 
 
 def sample_subjects(
@@ -45,16 +50,19 @@ def sample_subjects(
     splits: dict[str, int],
     prefix: dict[str, str],
     exclude_names: set[str] = frozenset(),
+    shape_families: Sequence[str] = SHAPE_FAMILIES,
+    texture_kinds: Sequence[str] = TEXTURE_KINDS,
 ) -> list[Subject]:
-    """Subjects for each split in order, e.g. splits={"train": 48, "heldout": 16}; names unique over all."""
+    """Subjects for each split in order, e.g. splits={"train": 48, "heldout": 16}; names unique over all.
+
+    Appearances are drawn from `shape_families` x `texture_kinds` (the full world: every one of each)."""
     total = sum(splits.values())
     names = generate_names(rng, total, exclude=set(exclude_names))
     subjects, position = [], 0
     for split, count in splits.items():
         for i in range(count):
-            subjects.append(
-                Subject(f"{prefix[split]}{i:05d}", names[position], split, sample_appearance(rng))
-            )
+            appearance = sample_appearance(rng, shape_families, texture_kinds)
+            subjects.append(Subject(f"{prefix[split]}{i:05d}", names[position], split, appearance))
             position += 1
     return subjects
 

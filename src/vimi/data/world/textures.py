@@ -2,6 +2,7 @@
 continuous (HSV), so an appearance can be shown by an image but not pinned down in words."""
 
 import colorsys
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,9 +23,9 @@ def contrasting_color(rng: np.random.Generator, color: list[float]) -> list[floa
     return [float(c) for c in colorsys.hsv_to_rgb(hue, rng.uniform(0.3, 1.0), value)]
 
 
-def sample_texture(rng: np.random.Generator) -> dict:
-    """A random texture spec {"kind", "colors", params}."""
-    kind = TEXTURE_KINDS[rng.integers(len(TEXTURE_KINDS))]
+def sample_texture(rng: np.random.Generator, kinds: Sequence[str] = TEXTURE_KINDS) -> dict:
+    """A random texture spec {"kind", "colors", params}; the kind is uniform over `kinds`."""
+    kind = kinds[rng.integers(len(kinds))]
     first = sample_color(rng)
     spec: dict = {"kind": kind, "colors": [first, contrasting_color(rng, first)]}
     spec["angle"] = float(rng.uniform(0, np.pi))

@@ -45,8 +45,10 @@ def plan_videos(
     width: int,
     two_subject_fraction: float,
     background_variants: int,
+    motion_pool: np.ndarray | None = None,
 ) -> VideoPlan:
-    """Sample `count` clips whose subjects come from `subject_pool` (renderer indices)."""
+    """Sample `count` clips whose subjects come from `subject_pool` (renderer indices) and whose motions come
+    from `motion_pool` (indices into MOTIONS; None: all of them)."""
     pool = np.asarray(subject_pool)
     pairs = (rng.random(count) < two_subject_fraction) & (len(pool) >= 2)
     # Two distinct subjects per clip: a random first one and a random non-zero offset for the second.
@@ -54,7 +56,9 @@ def plan_videos(
     offset = rng.integers(1, max(len(pool), 2), size=count)
     second = np.where(pairs, pool[(first + offset) % len(pool)], -1)
     subjects = np.stack([pool[first], second], axis=1)
-    motions = rng.integers(len(MOTIONS), size=(count, 2))
+    # Indexing the pool keeps the draws of the full world (pool = every motion) what they always were.
+    motion_pool = np.arange(len(MOTIONS)) if motion_pool is None else np.asarray(motion_pool)
+    motions = motion_pool[rng.integers(len(motion_pool), size=(count, 2))]
     speeds = rng.integers(2, size=(count, 2))
     low = np.where(pairs, PAIR_SCALE[0], SINGLE_SCALE[0])
     high = np.where(pairs, PAIR_SCALE[1], SINGLE_SCALE[1])
