@@ -37,8 +37,8 @@ from vimi.diffusion import (
     multimodal_guidance,
     randn_per_sample,
     sampling_sigmas,
+    seeded_noise_sampler,
 )
-from vimi.diffusion.noise import seeded_noise_sampler
 from vimi.errors import CheckpointError, ConfigError, PromptError
 from vimi.models.vimi_model import VimiModel
 from vimi.prompt import Image, MultimodalPrompt, RetrievedExamples, apply_template, parse_prompt
