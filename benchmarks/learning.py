@@ -48,7 +48,6 @@ from vimi.prompt import apply_template
 from vimi.train.logging import read_metrics
 from vimi.train.trainer import train
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ARM = Path(__file__).resolve().parent / "arms" / "control.yaml"
 DENOISE_SIGMAS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -119,7 +118,7 @@ QUICK_MODEL = [
 
 @dataclass
 class Arm:
-    """A design under test: a config file, and whether the model is its text-only control."""
+    """A design under test: a config file, and overrides on top of it (e.g. its text-only control's)."""
 
     name: str
     config: Path
@@ -326,7 +325,7 @@ def run_arm(
     done = [row for row in rows if row["arm"] == arm.name]
     cpu_s = float(done[-1]["cpu_s"]) if done else 0.0
     world = load_world(world_dir)
-    for steps in score_points(args.score_every, args.max_steps):
+    for steps in range(args.score_every, args.max_steps + 1, args.score_every):
         if any(int(row["step"]) == steps for row in done):
             continue
         if cpu_s >= args.cpu_minutes * 60:
@@ -355,10 +354,6 @@ def run_arm(
         write_rows(out / "curves.csv", rows)
         plot_curves(rows, out / "curves.png")
         print(json.dumps(row), flush=True)
-
-
-def score_points(every: int, last: int) -> list[int]:
-    return list(range(every, last + 1, every))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

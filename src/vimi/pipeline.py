@@ -9,6 +9,7 @@ and unconditional conditions, draw each sample's noise from its own seed, run th
 guided denoiser (guidance is a free function wrapping it, never part of the model), decode.
 """
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -277,8 +278,7 @@ class VimiPipeline:
             raise ConfigError(f"num_inference_steps={steps!r} is out of range; use 1..{MAX_STEPS}")
         if sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
-        if output_type not in OUTPUT_TYPES:
-            raise ConfigError(f"unknown output_type {output_type!r}; use one of {', '.join(OUTPUT_TYPES)}")
+        check_output_type(output_type)
         return prompts, first_frames, seeds
 
     @property
@@ -355,14 +355,17 @@ class VimiPipeline:
         self, prompts: list[MultimodalPrompt], context: Tensor | None, context_mask: Tensor | None
     ) -> dict[str, Condition]:
         """The sampler's extra_args: the full condition, its image-only variant (text dropped) and the
-        unconditional one (text and images dropped), as `multimodal_guidance` takes them."""
+        unconditional one (text and images dropped), as `multimodal_guidance` takes them. The given frames,
+        the same for all three, go through the autoencoder once."""
+        full = self.model.condition(prompts, context, context_mask)
+        frames = {"context": full.context, "context_mask": full.context_mask}
         variants = {
-            "cond": prompts,
             "cond_image": [p.drop_text() for p in prompts],
             "cond_uncond": [p.drop_text().drop_images() for p in prompts],
         }
-        return {
-            name: self.model.condition(variant, context, context_mask) for name, variant in variants.items()
+        return {"cond": full} | {
+            name: dataclasses.replace(self.model.condition(variant), **frames)
+            for name, variant in variants.items()
         }
 
 
@@ -379,7 +382,12 @@ def postprocess_video(videos: Tensor, output_type: OutputType = "pt") -> Any:
         from vimi.data.image_io import to_uint8
 
         return [[PILImage.fromarray(frame) for frame in to_uint8(video)] for video in videos]
-    raise ConfigError(f"unknown output_type {output_type!r}; use one of {', '.join(OUTPUT_TYPES)}")
+    check_output_type(output_type)
+
+
+def check_output_type(output_type: str) -> None:
+    if output_type not in OUTPUT_TYPES:
+        raise ConfigError(f"unknown output_type {output_type!r}; use one of {', '.join(OUTPUT_TYPES)}")
 
 
 def load_frame(frame: FrameInput, size: tuple[int, int]) -> Tensor:

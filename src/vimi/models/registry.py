@@ -48,9 +48,6 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._entries
-
 
 BACKBONES: Registry = Registry("model.backbone.kind")
 """Backbones: classes built as `cls(cfg: BackboneConfig, in_channels, cond_dim)`, with
